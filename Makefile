@@ -1,0 +1,54 @@
+# Everyday commands. `make run` and `make test` need only Python 3.11: the first call
+# installs uv (from PyPI) into .tools/ and the locked dependencies into .venv/.
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+UV := .tools/bin/uv
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test lint fmt migrations worker beat superuser clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-sync only when the lock or the project file changed.
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+run: $(VENV)/.synced
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo "chatsite: serving on http://$(HOST):$(PORT)/"
+	exec $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) chatsite.asgi:application
+
+test: $(VENV)/.synced
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy apps chatsite
+
+fmt: $(VENV)/.synced
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrations: $(VENV)/.synced
+	$(PY) manage.py makemigrations
+
+worker: $(VENV)/.synced
+	$(VENV)/bin/celery -A chatsite worker --loglevel=INFO
+
+beat: $(VENV)/.synced
+	$(VENV)/bin/celery -A chatsite beat --loglevel=INFO --schedule data/celerybeat-schedule
+
+superuser: $(VENV)/.synced
+	$(PY) manage.py createsuperuser
+
+clean:
+	rm -rf .tools $(VENV) staticfiles

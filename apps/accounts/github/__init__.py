@@ -1,0 +1,1 @@
+"""GitHub sign-in: allauth's GitHub provider, with URLs read from settings at request time."""

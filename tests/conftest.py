@@ -1,0 +1,79 @@
+"""Shared fixtures.
+
+The people used throughout (each a GitHub account on the fake GitHub):
+- alice: the first to sign in, so she becomes the admin.
+- bob: listed in ALLOWED_GITHUB_USERS, admitted without approval.
+- carol: member of the allowed org "acme", admitted through it.
+- mallory: a stranger; waits for approval.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from django.test import Client
+
+from tests.fakes.github import FakeGitHub
+from tests.fakes.server import ServerThread
+
+
+@pytest.fixture(scope="session")
+def fake_github_server() -> Iterator[FakeGitHub]:
+    github = FakeGitHub()
+    github.server = ServerThread(github.app()).start()
+    yield github
+    github.server.stop()
+
+
+@pytest.fixture
+def fake_github(fake_github_server: FakeGitHub, settings) -> FakeGitHub:  # type: ignore[no-untyped-def]
+    """The fake GitHub with alice, bob, carol and mallory, and chatsite pointed at it."""
+    github = fake_github_server
+    github.reset()
+    for login in ("alice", "bob", "carol", "mallory"):
+        github.add_user(login, name=login.capitalize(), email=f"{login}@example.com")
+    github.orgs["acme"] = {"carol"}
+    settings.GITHUB_URL = github.url
+    settings.GITHUB_CLIENT_ID = github.client_id
+    settings.GITHUB_CLIENT_SECRET = github.client_secret
+    settings.ALLOWED_GITHUB_USERS = ["bob"]
+    settings.ALLOWED_GITHUB_ORGS = ["acme"]
+    providers = copy.deepcopy(settings.SOCIALACCOUNT_PROVIDERS)
+    providers["github"]["APPS"] = [
+        {"client_id": github.client_id, "secret": github.client_secret, "key": ""}
+    ]
+    providers["github"]["SCOPE"] = ["read:user", "user:email", "read:org"]
+    settings.SOCIALACCOUNT_PROVIDERS = providers
+    return github
+
+
+SignIn = Callable[..., httpx.Response]
+
+
+@pytest.fixture
+def sign_in(fake_github: FakeGitHub) -> Callable[[Client, str], str]:
+    """Sign ``login`` in through the real allauth views and the fake GitHub, following
+    every redirect: chatsite → GitHub's authorize page → chatsite's callback. Returns the
+    path chatsite finally redirects to."""
+
+    def run(client: Client, login: str) -> str:
+        page = client.get("/accounts/login/")
+        assert b"Sign in with GitHub" in page.content
+        start = client.post("/accounts/github/login/")
+        assert start.status_code == 302, start.content[:300]
+        authorize_url = start["Location"]
+        assert authorize_url.startswith(f"{fake_github.url}/login/oauth/authorize?")
+        fake_github.signed_in_as = login
+        back = httpx.get(authorize_url, follow_redirects=False, timeout=5)
+        assert back.status_code == 302, back.text
+        callback = urlsplit(back.headers["Location"])
+        assert callback.path == "/accounts/github/login/callback/"
+        done = client.get(f"{callback.path}?{callback.query}")
+        assert done.status_code == 302, done.content[:500]
+        return str(done["Location"])
+
+    return run
