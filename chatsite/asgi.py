@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
-from chatsite.startup import exit_on_config_error, load_settings  # noqa: E402
+from chatsite.startup import exit_on_config_error, load_settings
 
 load_settings()
 with exit_on_config_error():

@@ -14,7 +14,7 @@ def exit_on_config_error() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        print(f"chatsite: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"chatsite: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

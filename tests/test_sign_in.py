@@ -121,8 +121,9 @@ def test_cancelling_on_github_explains_what_happened(fake_github):
     client = Client()
     start = client.post("/accounts/github/login/")
     fake_github.deny_next_authorization = True
-    import httpx
     from urllib.parse import urlsplit
+
+    import httpx
 
     back = httpx.get(start["Location"], follow_redirects=False, timeout=5)
     callback = urlsplit(back.headers["Location"])
@@ -135,7 +136,9 @@ def test_there_is_no_password_sign_up(fake_github):
     client = Client()
     response = client.get("/accounts/signup/")
     assert b"No sign-up here" in response.content
-    client.post("/accounts/signup/", {"username": "eve", "password1": "x" * 20, "password2": "x" * 20})
+    client.post(
+        "/accounts/signup/", {"username": "eve", "password1": "x" * 20, "password2": "x" * 20}
+    )
     assert not User.objects.filter(username="eve").exists()
 
 

@@ -45,9 +45,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
             _record_sign_in(user, sociallogin)
             user.refresh_from_db()
 
-    def save_user(
-        self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None
-    ) -> User:
+    def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None) -> User:
         user: User = super().save_user(request, sociallogin, form)
         _record_sign_in(user, sociallogin)
         user.refresh_from_db()

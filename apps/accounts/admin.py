@@ -11,5 +11,8 @@ class ChatsiteUserAdmin(UserAdmin):  # type: ignore[type-arg]
     list_display = ("username", "github_login", "is_admin", "approved_at", "is_active")
     fieldsets = (
         *(UserAdmin.fieldsets or ()),
-        ("chatsite", {"fields": ("github_id", "github_login", "avatar_url", "approved_at", "is_admin")}),
+        (
+            "chatsite",
+            {"fields": ("github_id", "github_login", "avatar_url", "approved_at", "is_admin")},
+        ),
     )

@@ -12,7 +12,9 @@ _SECRET_PATTERNS = [
     re.compile(r"\b(csk-)[A-Za-z0-9_\-]{8,}"),
     # Authorization header values, whatever the token looks like.
     re.compile(r"(?i)\b(bearer\s+|token\s+)[A-Za-z0-9._~+/\-]{12,}=*"),
-    re.compile(r"(?i)\b((?:access_token|refresh_token|client_secret|api_key)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,}]{6,}"),
+    re.compile(
+        r"(?i)\b((?:access_token|refresh_token|client_secret|api_key)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,}]{6,}"
+    ),
 ]
 _formatter = logging.Formatter()
 

@@ -9,6 +9,7 @@ not github.com); org membership answers 204 or 404 and needs the ``read:org`` sc
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -166,8 +167,9 @@ class FakeGitHub:
         grant = self.tokens.get(token) if scheme.lower() in {"token", "bearer"} else None
         if grant is None:
             raise web.HTTPUnauthorized(
-                text='{"message":"Bad credentials","documentation_url":"%s","status":"401"}'
-                % DOCS,
+                text=json.dumps(
+                    {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"}
+                ),
                 content_type="application/json",
             )
         return grant
@@ -179,7 +181,9 @@ class FakeGitHub:
     async def user_emails(self, request: web.Request) -> web.Response:
         grant = self._grant(request)
         if "user:email" not in grant.scopes and "user" not in grant.scopes:
-            return web.json_response({"message": "Not Found", "documentation_url": DOCS}, status=404)
+            return web.json_response(
+                {"message": "Not Found", "documentation_url": DOCS}, status=404
+            )
         user = self.users[grant.login]
         emails = []
         if user.email:

@@ -11,19 +11,19 @@ class GitHubAdapter(GitHubOAuth2Adapter):  # type: ignore[misc]
     request, so the configured value (and a test's fake server) is always the one used."""
 
     @property
-    def access_token_url(self) -> str:  # type: ignore[override]
+    def access_token_url(self) -> str:
         return f"{github_web_url()}/login/oauth/access_token"
 
     @property
-    def authorize_url(self) -> str:  # type: ignore[override]
+    def authorize_url(self) -> str:
         return f"{github_web_url()}/login/oauth/authorize"
 
     @property
-    def profile_url(self) -> str:  # type: ignore[override]
+    def profile_url(self) -> str:
         return f"{github_api_url()}/user"
 
     @property
-    def emails_url(self) -> str:  # type: ignore[override]
+    def emails_url(self) -> str:
         return f"{github_api_url()}/user/emails"
 
 
