@@ -9,16 +9,28 @@ The people used throughout (each a GitHub account on the fake GitHub):
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.test import Client
 
 from tests.fakes.github import FakeGitHub
 from tests.fakes.server import ServerThread
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connections_of_async_tests(django_db_setup, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Async tests reach the ORM through asgiref's shared worker thread, whose database
+    connection would otherwise stay open and block dropping the PostgreSQL test database."""
+    yield
+    with django_db_blocker.unblock():
+        asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(scope="session")

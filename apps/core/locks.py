@@ -8,14 +8,18 @@ so a holder never frees a lock that expired and passed to someone else). Without
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from django.core.cache import cache
+from redis.exceptions import LockError
 
 from apps.core.redis import get_redis, redis_configured
+
+logger = logging.getLogger(__name__)
 
 
 class LockTimeout(Exception):
@@ -40,7 +44,11 @@ async def distributed_lock(
         try:
             yield
         finally:
-            await lock.release()
+            try:
+                await lock.release()
+            except LockError:
+                # Held past hold_seconds: someone else may have it now, and theirs stays.
+                logger.warning("Lock %s expired before its holder finished", name)
         return
 
     token = secrets.token_hex(8)
