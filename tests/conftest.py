@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 from django.db import connections
-from django.test import Client
+from django.test import Client, override_settings
 
 from tests.fakes.github import FakeGitHub
 from tests.fakes.server import ServerThread
@@ -31,6 +32,18 @@ def _close_connections_of_async_tests(django_db_setup, django_db_blocker) -> Ite
     yield
     with django_db_blocker.unblock():
         asyncio.run(sync_to_async(connections.close_all)())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_without_a_manifest() -> Iterator[None]:
+    """Pages render without `collectstatic` having run (a fresh clone's `make test`); the
+    hashed-manifest storage is exercised by test_make_run, which runs `make run`."""
+    storages = {
+        **django_settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(STORAGES=storages):
+        yield
 
 
 @pytest.fixture(scope="session")
