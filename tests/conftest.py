@@ -21,6 +21,7 @@ from django.conf import settings as django_settings
 from django.db import connections
 from django.test import Client, override_settings
 
+from tests.fakes.fixtures import fake_upstream, fake_upstream_server  # noqa: F401
 from tests.fakes.github import FakeGitHub
 from tests.fakes.server import ServerThread
 
