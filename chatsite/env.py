@@ -7,6 +7,7 @@ is malformed, so start-up stops with one line instead of a traceback deep in a l
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,3 +112,21 @@ def env_url(name: str, default: str) -> str:
 def env_optional_url(name: str) -> str:
     value = env_str(name)
     return check_http_url(name, value) if value else ""
+
+
+def env_json_object(name: str) -> dict[str, str]:
+    """A JSON object of strings to strings, e.g. MODEL_ALIASES."""
+    value = raw(name)
+    if value is None or not value.strip():
+        return {}
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(key, str) and isinstance(item, str) for key, item in parsed.items()
+    ):
+        raise ConfigError(
+            f'{name}: expected a JSON object of names, e.g. {{"alias": "copilot/gpt-4.1"}}'
+        )
+    return parsed

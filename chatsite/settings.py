@@ -20,6 +20,7 @@ from chatsite.env import (
     env_bool,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_optional_url,
     env_str,
@@ -77,6 +78,18 @@ ALLOWED_GITHUB_USERS = [login.lower() for login in env_list("ALLOWED_GITHUB_USER
 ALLOWED_GITHUB_ORGS = env_list("ALLOWED_GITHUB_ORGS")
 # Timeout for the few synchronous GitHub API calls made during sign-in.
 GITHUB_API_TIMEOUT = env_float("GITHUB_API_TIMEOUT", 10.0, minimum=0.1)
+
+# Upstream HTTP: connect timeout, and how long a reply may go silent before it fails.
+UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", 10.0, minimum=0.1)
+UPSTREAM_IDLE_TIMEOUT = env_float("UPSTREAM_IDLE_TIMEOUT", 60.0, minimum=0.1)
+# A 429 asking to wait at most this long is retried once, automatically.
+RATE_LIMIT_RETRY_MAX_WAIT = env_float("RATE_LIMIT_RETRY_MAX_WAIT", 5.0, minimum=0)
+# How long a user's model list from an upstream is reused.
+MODEL_CATALOG_CACHE_SECONDS = env_int("MODEL_CATALOG_CACHE_SECONDS", 300, minimum=0)
+# Bill GitHub Models to this organization (its /orgs/{org}/inference endpoint).
+GITHUB_MODELS_ORG = env_str("GITHUB_MODELS_ORG")
+# Extra model names for clients with fixed ones: {"alias": "provider/model", …}.
+MODEL_ALIASES = env_json_object("MODEL_ALIASES")
 
 # Encryption of stored upstream secrets. One or more comma-separated keys: the first
 # encrypts, all decrypt (rotation). Derived from SECRET_KEY when unset.

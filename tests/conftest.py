@@ -12,18 +12,23 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.db import connections
 from django.test import Client, override_settings
+from django.utils import timezone
 
-from tests.fakes.fixtures import fake_upstream, fake_upstream_server  # noqa: F401
+from apps.accounts.models import UpstreamCredential, User
+from apps.accounts.services import credential_store
 from tests.fakes.github import FakeGitHub
 from tests.fakes.server import ServerThread
+from tests.fakes.upstream import FakeUpstream
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,6 +50,12 @@ def _static_files_without_a_manifest() -> Iterator[None]:
     }
     with override_settings(STORAGES=storages):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Model catalogs, Copilot tokens and quotas live in the cache; no test sees another's."""
+    cache.clear()
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +114,37 @@ def sign_in(fake_github: FakeGitHub) -> Callable[[Client, str], str]:
         return str(done["Location"])
 
     return run
+
+
+@dataclass
+class Person:
+    user: User
+    github_token: str = ""
+    copilot_token: str = ""
+
+
+@pytest.fixture
+def people(transactional_db, fake_github: FakeGitHub, fake_upstream: FakeUpstream):  # type: ignore[no-untyped-def]
+    """Approved users with upstream credentials, as sign-in and the Copilot page leave them:
+    alice has GitHub Models and Copilot, bob only GitHub Models, carol nothing."""
+
+    def make(login: str, *, github: bool, copilot: bool) -> Person:
+        user = User.objects.create_user(login, github_login=login, approved_at=timezone.now())
+        person = Person(user=user)
+        if github:
+            person.github_token = f"gho_{login}_models_token_0000000000"
+            credential_store(
+                user=user, kind=UpstreamCredential.Kind.GITHUB_OAUTH, secret=person.github_token
+            )
+        if copilot:
+            person.copilot_token = fake_github.issue_ghu_token(login)
+            credential_store(
+                user=user, kind=UpstreamCredential.Kind.COPILOT_GITHUB, secret=person.copilot_token
+            )
+        return person
+
+    return {
+        "alice": make("alice", github=True, copilot=True),
+        "bob": make("bob", github=True, copilot=False),
+        "carol": make("carol", github=False, copilot=False),
+    }

@@ -21,3 +21,13 @@ def credential_read(*, user: User, kind: str) -> str | None:
 def users_for_admin() -> QuerySet[User]:
     """Everyone, pending first (they are waiting), then by name."""
     return User.objects.order_by(F("approved_at").asc(nulls_first=True), "github_login", "username")
+
+
+async def acredential_read(*, user_id: int, kind: str) -> str | None:
+    """:func:`credential_read` for async code."""
+    stored = await (
+        UpstreamCredential.objects.filter(user_id=user_id, kind=kind)
+        .values_list("secret_encrypted", flat=True)
+        .afirst()
+    )
+    return None if stored is None else crypto.decrypt(stored)

@@ -1,0 +1,50 @@
+"""Reading an OpenAI-style /chat/completions stream: GitHub Models, Copilot's chat
+endpoint and OpenAI-compatible servers all speak it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from apps.providers import errors
+from apps.providers.http import ErrorMapper, iter_sse, open_response, parse_event_json
+from apps.providers.types import Finish, StreamEvent
+from apps.providers.wire.openai_chat import ChatChunkParser
+
+HeaderReader = Callable[[httpx.Headers], list[StreamEvent]]
+
+
+async def stream_chat_completions(
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    label: str,
+    map_error: ErrorMapper,
+    read_headers: HeaderReader | None = None,
+) -> AsyncIterator[StreamEvent]:
+    async with open_response(
+        "POST", url, label=label, map_error=map_error, headers=headers, json_body=body
+    ) as response:
+        if read_headers is not None:
+            for event in read_headers(response.headers):
+                yield event
+        parser = ChatChunkParser()
+        finished = done = False
+        async for sse in iter_sse(response, label):
+            if sse.data == "[DONE]":
+                done = True
+                break
+            for event in parser.feed(parse_event_json(sse, label)):
+                finished = finished or isinstance(event, Finish)
+                yield event
+        for event in parser.finish():
+            finished = finished or isinstance(event, Finish)
+            yield event
+        if not (done or finished):
+            # The connection closed cleanly but the reply never said it was complete.
+            raise errors.UpstreamUnreachable(
+                f"The reply from {label} ended before it was complete."
+            )

@@ -1,0 +1,60 @@
+"""The provider layer's front door: the chat pipeline and the /v1 API call only these."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+from apps.providers import errors
+from apps.providers.quota import remember_quota
+from apps.providers.registry import ModelCatalog, catalog_for, resolve
+from apps.providers.types import (
+    ChatRequest,
+    Completion,
+    CompletionBuilder,
+    EmbeddingRequest,
+    Embeddings,
+    QuotaInfo,
+    StreamEvent,
+)
+
+
+async def models_for_user(user_id: int) -> ModelCatalog:
+    return await catalog_for(user_id)
+
+
+async def stream_chat(user_id: int, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    """Stream a reply; ``request.model`` may be canonical, bare or an alias. Quota
+    figures the upstream reports are remembered for the UI and passed on too."""
+    resolved = await resolve(user_id, request.model)
+    if resolved.model.capabilities.embeddings:
+        raise errors.InvalidRequest(
+            f"{resolved.model.id} is an embeddings model, not a chat model."
+        )
+    upstream_request = dataclasses.replace(request, model=resolved.model.upstream_id)
+    quota: list[QuotaInfo] = []
+    try:
+        async for event in resolved.provider.stream_chat(upstream_request, resolved.model):
+            if isinstance(event, QuotaInfo):
+                quota.append(event)
+            yield event
+    except errors.ProviderError as exc:
+        exc.provider = exc.provider or resolved.provider.label
+        raise
+    finally:
+        if quota:
+            await remember_quota(user_id, quota)
+
+
+async def complete_chat(user_id: int, request: ChatRequest) -> Completion:
+    """A whole reply, built on the streaming path."""
+    builder = CompletionBuilder(request.model)
+    async for event in stream_chat(user_id, request):
+        builder.add(event)
+    return builder.build()
+
+
+async def embed(user_id: int, request: EmbeddingRequest) -> Embeddings:
+    resolved = await resolve(user_id, request.model)
+    upstream_request = dataclasses.replace(request, model=resolved.model.upstream_id)
+    return await resolved.provider.embed(upstream_request, resolved.model)
