@@ -235,6 +235,8 @@ async def test_usage_comes_from_copilot_internal_user(people, fake_github, fake_
     kinds = {info.kind for info in snapshots}
     assert {"chat", "premium_interactions"} <= kinds
     assert all(info.provider == "copilot" for info in snapshots)
+    kept = await quota_for_user(people["alice"].user.pk)
+    assert {info.kind for info in kept} == kinds
 
 
 @pytest.mark.parametrize("access", ["no_copilot_access", "subscription_ended"])

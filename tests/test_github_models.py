@@ -145,9 +145,18 @@ async def test_a_server_error_is_reported_not_crashed_on(people, fake_upstream):
 
 
 async def test_quota_headers_are_kept_per_user_and_model(people, fake_upstream):
-    await gateway.complete_chat(people["bob"].user.pk, ask("github/openai/gpt-4.1"))
-    quota = await quota_for_user(people["bob"].user.pk)
-    if not fake_upstream.requests_to("chat/completions"):
-        pytest.fail("no request reached the fake")
-    # The fake sends Azure-style x-ratelimit-remaining-* headers where GitHub does.
-    assert all(info.provider == "github" and info.model == "openai/gpt-4.1" for info in quota)
+    bob, alice = people["bob"].user.pk, people["alice"].user.pk
+    await gateway.complete_chat(bob, ask("github/openai/gpt-4.1"))
+    await gateway.complete_chat(bob, ask("github/openai/gpt-4.1-mini"))
+    await gateway.complete_chat(bob, ask("github/openai/gpt-4.1"))
+    quota = {(info.model, info.kind): info for info in await quota_for_user(bob)}
+    assert set(quota) == {
+        ("openai/gpt-4.1", "requests"),
+        ("openai/gpt-4.1", "tokens"),
+        ("openai/gpt-4.1-mini", "requests"),
+        ("openai/gpt-4.1-mini", "tokens"),
+    }
+    # The newest figure wins: the fake counts down one request per reply.
+    assert quota[("openai/gpt-4.1", "requests")].remaining == 147
+    assert quota[("openai/gpt-4.1", "requests")].limit == 150
+    assert await quota_for_user(alice) == []

@@ -23,6 +23,7 @@ from apps.accounts.selectors import acredential_read
 from apps.core.locks import distributed_lock
 from apps.providers import errors
 from apps.providers.http import open_response, read_json, upstream_code, upstream_message
+from apps.providers.quota import remember_quota
 from apps.providers.types import QuotaInfo
 
 LABEL = "GitHub Copilot"
@@ -284,6 +285,7 @@ async def copilot_usage(user_id: int) -> list[QuotaInfo]:
                 unlimited=bool(snapshot.get("unlimited")),
             )
         )
+    await remember_quota(user_id, found)
     return found
 
 

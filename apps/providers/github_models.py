@@ -13,14 +13,13 @@ from apps.providers import errors
 from apps.providers.base import Provider, call_with_rate_limit_retry, retry_rate_limit_once
 from apps.providers.chat_completions import stream_chat_completions
 from apps.providers.http import default_error, open_response, read_json, upstream_code
-from apps.providers.quota import catalog_cache_seconds
+from apps.providers.quota import catalog_cache_seconds, ratelimit_headers_quota
 from apps.providers.types import (
     ChatRequest,
     EmbeddingRequest,
     Embeddings,
     ModelCapabilities,
     ModelInfo,
-    QuotaInfo,
     StreamEvent,
 )
 from apps.providers.wire.openai_chat import (
@@ -85,29 +84,6 @@ def parse_catalog(body: Any) -> list[ModelInfo]:
     ]
 
 
-def _quota_from_headers(model: str, headers: httpx.Headers) -> list[StreamEvent]:
-    """Where the service reports remaining allowances (Azure-style headers), keep them."""
-    found: list[StreamEvent] = []
-    for kind in ("requests", "tokens"):
-        remaining = headers.get(f"x-ratelimit-remaining-{kind}")
-        if remaining is None:
-            continue
-        limit = headers.get(f"x-ratelimit-limit-{kind}")
-        try:
-            found.append(
-                QuotaInfo(
-                    provider="github",
-                    model=model,
-                    kind=kind,
-                    remaining=float(remaining),
-                    limit=float(limit) if limit else None,
-                )
-            )
-        except ValueError:
-            continue
-    return found
-
-
 class GitHubModelsProvider(Provider):
     slug = "github"
     label = LABEL
@@ -159,7 +135,9 @@ class GitHubModelsProvider(Provider):
                 body=body,
                 label=LABEL,
                 map_error=map_error,
-                read_headers=lambda headers: _quota_from_headers(model.upstream_id, headers),
+                read_headers=lambda headers: list(
+                    ratelimit_headers_quota(self.slug, model.upstream_id, headers)
+                ),
             )
         )
 

@@ -11,7 +11,7 @@ from apps.providers import errors
 from apps.providers.base import Provider, call_with_rate_limit_retry, retry_rate_limit_once
 from apps.providers.chat_completions import stream_chat_completions
 from apps.providers.http import default_error, open_response, read_json
-from apps.providers.quota import catalog_cache_seconds
+from apps.providers.quota import catalog_cache_seconds, ratelimit_headers_quota
 from apps.providers.types import (
     ChatRequest,
     EmbeddingRequest,
@@ -107,6 +107,9 @@ class OpenAICompatProvider(Provider):
                 body=body,
                 label=self.label,
                 map_error=self._map_error,
+                read_headers=lambda headers: list(
+                    ratelimit_headers_quota(self.slug, model.upstream_id, headers)
+                ),
             )
         )
 

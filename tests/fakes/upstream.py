@@ -653,6 +653,7 @@ class FakeUpstream:
         self.copilot_require_editor_version = True
         self.copilot_require_vision_header = True
         self.requests.clear()
+        self.requests_served = 0
         self.release_hangs()
 
     def faults_for(self, prefix: Prefix) -> Faults:
@@ -898,9 +899,17 @@ class FakeUpstream:
         return None
 
     def _reply_headers(self, request: web.Request) -> dict[str, str]:
-        """Copilot reports the premium-request quota on replies of premium models."""
+        """Copilot reports the premium-request quota on replies of premium models; the
+        others send OpenAI/Azure-style remaining-allowance headers."""
         if request[PREFIX] != "copilot":
-            return {}
+            self.requests_served += 1
+            left = max(0, 150 - self.requests_served)
+            return {
+                "x-ratelimit-limit-requests": "150",
+                "x-ratelimit-remaining-requests": str(left),
+                "x-ratelimit-limit-tokens": "12000",
+                "x-ratelimit-remaining-tokens": "11000",
+            }
         headers = {"x-github-request-id": f"FAKE:{secrets.token_hex(8).upper()}"}
         model = request[RECORD].json.get("model")
         entry = next((m for m in self.copilot_models if m["id"] == model), {})
