@@ -219,6 +219,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
+    "sweep-interrupted-replies": {
+        "task": "apps.chat.tasks.sweep_interrupted_replies",
+        "schedule": 60.0,
+    },
     "purge-expired-sessions": {
         "task": "apps.accounts.tasks.purge_expired_sessions",
         "schedule": 6 * 3600.0,
