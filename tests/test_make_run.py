@@ -103,7 +103,9 @@ def test_a_person_signs_in_with_github_in_a_real_browser(running_app, fake_githu
         assert page.url == f"{base}/accounts/login/?next=/"
         page.get_by_role("button", name="Sign in with GitHub").click()
         page.wait_for_url(f"{base}/")
-        assert "Welcome, Alice" in page.content()
+        # Home is the chat page: the composer is there, and the nav names the person.
+        page.get_by_role("textbox", name="Message").wait_for()
+        assert "Alice" in page.content()
         assert page.get_by_role("link", name="Users").is_visible()
         page.screenshot(path=os.environ.get("SCREENSHOT_DIR", str(tmp_path)) + "/home.png")
         page.get_by_role("link", name="Users").click()
