@@ -384,3 +384,17 @@ async def test_the_sweep_marks_orphaned_replies_and_leaves_live_ones(alice_clien
     await alive.arefresh_from_db()
     assert (orphan.status, alive.status) == ("interrupted", "streaming")
     await replay.finish(alive.conversation_id, alive.pk)
+
+
+async def test_a_model_of_an_unconnected_copilot_fails_with_a_code_the_page_links_from(
+    alice_client, fake_upstream
+):
+    socket = await connect(alice_client)
+    await socket.send_json_to(
+        {"type": "send", "text": "Hi", "model": "copilot/gpt-4.1", "images": []}
+    )
+    done = (await frames_until(socket, "done"))[-1]
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "provider_not_connected"
+    assert "Connect it on the Copilot page" in done["error"]["message"]
+    await socket.disconnect()

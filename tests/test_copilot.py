@@ -254,8 +254,9 @@ async def test_without_copilot_connected_its_models_are_not_offered(people, fake
     bob = people["bob"].user.pk
     catalog = await gateway.models_for_user(bob)
     assert not [model for model in catalog.models if model.provider == "copilot"]
-    with pytest.raises(errors.ModelNotFound, match="Copilot is not connected"):
+    with pytest.raises(errors.NotConnected, match="Copilot is not connected") as caught:
         await gateway.complete_chat(bob, ask("copilot/gpt-4.1"))
+    assert caught.value.code == "provider_not_connected"
 
 
 async def test_copilot_embeddings(people, fake_upstream):

@@ -108,6 +108,10 @@ async def resolve(user_id: int, model_id: str) -> Resolved:
     providers = await providers_for(user_id)
     by_slug = {provider.slug: provider for provider in providers}
     slug, _, rest = model_id.partition("/")
+    if rest and slug == "copilot" and slug not in by_slug:
+        raise errors.NotConnected(
+            "Copilot is not connected for your account. Connect it on the Copilot page."
+        )
     if rest and slug in by_slug:
         provider = by_slug[slug]
         for model in await provider.list_models():
@@ -128,12 +132,8 @@ async def resolve(user_id: int, model_id: str) -> Resolved:
             f"“{model_id}” is offered by several providers; use one of: {choices}."
         )
     hint = ""
-    if slug in {"github", "copilot"} and slug not in by_slug:
-        hint = (
-            " Copilot is not connected for your account."
-            if slug == "copilot"
-            else " Sign in with GitHub again to use GitHub Models."
-        )
+    if slug == "github" and slug not in by_slug:
+        hint = " Sign in with GitHub again to use GitHub Models."
     # The model may belong to a provider that could not list its models just now.
     hint += "".join(f" ({reason})" for reason in catalog.unavailable.values())
     raise errors.ModelNotFound(

@@ -124,6 +124,12 @@ export function renderChrome(msg, ctx) {
     const text = document.createElement("span");
     text.textContent = noteText;
     note.append(text);
+    if (msg.error && msg.error.code === "provider_not_connected") {
+      const link = document.createElement("a");
+      link.href = "/copilot/";
+      link.textContent = "Connect Copilot";
+      note.append(" ", link);
+    }
     if (retry && msg.id != null && !ctx.busy) {
       note.append(" ", button("Retry", "Retry", () => ctx.actions.regenerate(msg)));
     }
