@@ -150,7 +150,36 @@ function refreshChrome() {
   el.send.disabled = busy || !state.modelId;
 }
 
-function makeMessage(data) {
+// A long history shows its newest messages rendered at once; older ones show as plain
+// text first and get their Markdown in idle time, newest first.
+const RENDER_AT_ONCE = 60;
+const RENDER_CHUNK = 80;
+let backlogTimer = null;
+
+function renderBacklog(backlog) {
+  if (backlogTimer) cancelIdle(backlogTimer);
+  const step = () => {
+    backlogTimer = null;
+    const stick = nearBottom();
+    for (const m of backlog.splice(0, RENDER_CHUNK)) if (m.el.isConnected) renderBody(m);
+    if (stick) scrollToBottom();
+    if (backlog.length) backlogTimer = idle(step);
+  };
+  if (backlog.length) backlogTimer = idle(step);
+}
+
+function idle(callback) {
+  return window.requestIdleCallback
+    ? window.requestIdleCallback(callback, { timeout: 200 })
+    : window.setTimeout(callback, 16);
+}
+
+function cancelIdle(handle) {
+  if (window.cancelIdleCallback) window.cancelIdleCallback(handle);
+  else window.clearTimeout(handle);
+}
+
+function makeMessage(data, { deferBody = false } = {}) {
   const msg = {
     id: data.id ?? null,
     clientId: data.clientId || null,
@@ -169,14 +198,19 @@ function makeMessage(data) {
   };
   if (data.status !== "streaming") msg.seq = data.seq ?? null;
   msg.el = createMessageElement(msg);
-  renderBody(msg);
+  if (deferBody) msg.el.querySelector(".msg-body").textContent = msg.content;
+  else renderBody(msg);
   renderImages(msg);
   return msg;
 }
 
 function renderAll(messages) {
   dirty.clear();
-  state.messages = messages.map(makeMessage);
+  const firstRendered = Math.max(0, messages.length - RENDER_AT_ONCE);
+  state.messages = messages.map((data, index) =>
+    makeMessage(data, { deferBody: index < firstRendered }),
+  );
+  renderBacklog(state.messages.slice(0, firstRendered).reverse());
   // Keep optimistic messages not yet echoed (a refresh while one is in flight).
   for (const pending of state.pending.values()) state.messages.push(pending);
   el.log.replaceChildren(...state.messages.map((m) => m.el));
