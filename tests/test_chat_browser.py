@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,23 +40,55 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def _browser_database() -> Iterator[dict[str, str]]:
+    """Where the browser servers keep their data: a fresh PostgreSQL database when the
+    suite runs on PostgreSQL (CI's second run), else SQLite in their data directory."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        yield {}
+        return
+    import dj_database_url
+    import psycopg
+
+    config = dj_database_url.parse(url)
+    name = f"chatsite_browser_{os.getpid()}"
+    admin = psycopg.connect(
+        host=config["HOST"],
+        port=config["PORT"],
+        user=config["USER"],
+        password=config.get("PASSWORD") or None,
+        dbname="postgres",
+        autocommit=True,
+    )
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": url.rsplit("/", 1)[0] + f"/{name}"}
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 @pytest.fixture(scope="module")
-def chat_server(
+def chat_servers(
     tmp_path_factory: pytest.TempPathFactory,
     fake_github_server: FakeGitHub,
     fake_upstream_server: FakeUpstream,
-) -> Iterator[str]:
-    """daphne on a fresh data directory (migrated, static files collected, as `make run`
-    does), signing in through the fake GitHub, GitHub Models served by the fake upstream."""
+) -> Iterator[list[str]]:
+    """daphne as `make run` starts it (migrated, static files collected), signing in
+    through the fake GitHub, GitHub Models served by the fake upstream. On the suite's
+    PostgreSQL and Redis when it has them — then as two web processes sharing them, as in
+    full mode — else on embedded defaults."""
     tmp_path = tmp_path_factory.mktemp("chat-browser")
-    port = _free_port()
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}
+        if key not in {"DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}
     }
     env |= {
         "DATA_DIR": str(tmp_path / "data"),
+        "SECRET_KEY": "browser-tests-" + "k" * 40,
         "GITHUB_URL": fake_github_server.url,
         "GITHUB_CLIENT_ID": fake_github_server.client_id,
         "GITHUB_CLIENT_SECRET": fake_github_server.client_secret,
@@ -66,47 +99,66 @@ def chat_server(
         python = sys.executable
     log_path = tmp_path / "server.log"
     log = log_path.open("w")
-    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput", "--verbosity", "0"]):
-        subprocess.run(
-            [python, "manage.py", *command], cwd=ROOT, env=env, stdout=log, stderr=log, check=True
-        )
-    process = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "daphne",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "chatsite.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("daphne did not serve /healthz:\n" + log_path.read_text())
-            time.sleep(0.2)
-        yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+    processes: list[subprocess.Popen[bytes]] = []
+    with _browser_database() as database:
+        env |= database
+        for command in (
+            ["migrate", "--noinput"],
+            ["collectstatic", "--noinput", "--verbosity", "0"],
+        ):
+            subprocess.run(
+                [python, "manage.py", *command],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=log,
+                check=True,
+            )
+        count = 2 if env.get("REDIS_URL") and database else 1
+        bases = []
+        for _ in range(count):
+            port = _free_port()
+            processes.append(
+                subprocess.Popen(
+                    [
+                        python,
+                        "-m",
+                        "daphne",
+                        "--bind",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "chatsite.asgi:application",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            bases.append(f"http://127.0.0.1:{port}")
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+            for base, process in zip(bases, processes, strict=True):
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail("daphne did not serve /healthz:\n" + log_path.read_text())
+                    time.sleep(0.2)
+            yield bases
+        finally:
+            for process in processes:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+            log.close()
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +176,16 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def chat(chat_server, browser, fake_github, fake_upstream):  # type: ignore[no-untyped-def]
+def chat(chat_servers, browser, fake_github, fake_upstream):  # type: ignore[no-untyped-def]
     """Opens signed-in browser contexts (alice) on the chat page; closes them afterwards."""
     contexts = []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    def open_page(*, viewport: dict[str, int] | None = None, context=None, url: str = ""):  # type: ignore[no-untyped-def]
+    chat_server = chat_servers[0]
+
+    def open_page(
+        *, viewport: dict[str, int] | None = None, context=None, url: str = "", server: int = 0
+    ):  # type: ignore[no-untyped-def]
         if context is None:
             context = browser.new_context(
                 viewport=viewport or {"width": 1280, "height": 800},
@@ -145,7 +201,7 @@ def chat(chat_server, browser, fake_github, fake_upstream):  # type: ignore[no-u
         else:
             page = context.new_page()
             _collect_errors(page)
-            page.goto(f"{chat_server}{url or '/'}")
+            page.goto(f"{chat_servers[server]}{url or '/'}")
         _wait_ready(page)
         return page
 
@@ -332,7 +388,8 @@ def test_a_second_tab_sees_the_same_stream(chat, fake_upstream):
     _send(first, "Count")
     conversation_id = _conversation_id(first)
     _wait_reply(first, "word5")
-    second = chat(context=first.context, url=f"/c/{conversation_id}")
+    # With PostgreSQL and Redis there are two web processes: this tab is on the other one.
+    second = chat(context=first.context, url=f"/c/{conversation_id}", server=-1)
     second.wait_for_selector('[data-role="assistant"][data-status="streaming"]')
     assert _body_text(second.locator('[data-role="user"]').last) == "Count"
     _wait_status(second, "complete", timeout=20_000)
