@@ -585,10 +585,17 @@ def test_settings_are_saved_per_conversation(chat, fake_upstream):
     fake_upstream.script = Script(text="Fine.")
     page = chat()
     page.get_by_role("button", name="Conversation settings").click()
-    # A new chat has no settings yet: they belong to a conversation.
-    assert page.get_by_role("textbox", name="System prompt").is_disabled()
+    # A new chat takes settings before its first message; they travel with it.
+    page.get_by_role("textbox", name="System prompt").fill("Be terse.")
+    page.get_by_role("button", name="Save settings").click()
+    page.wait_for_function(
+        "() => document.querySelector('#settings-status').textContent"
+        " === 'Saved for this new chat.'"
+    )
     _send(page, "Hi")
     _wait_status(page, "complete")
+    first = fake_upstream.requests_to("/chat/completions")[0].json
+    assert first["messages"][0] == {"role": "system", "content": "Be terse."}
     conversation_id = _conversation_id(page)
     page.get_by_role("textbox", name="System prompt").fill("Answer like a pirate.")
     page.get_by_role("spinbutton", name="Temperature").fill("0.3")

@@ -398,3 +398,29 @@ async def test_a_model_of_an_unconnected_copilot_fails_with_a_code_the_page_link
     assert done["error"]["code"] == "provider_not_connected"
     assert "Connect it on the Copilot page" in done["error"]["message"]
     await socket.disconnect()
+
+
+async def test_a_new_chat_can_start_with_a_system_prompt_and_temperature(
+    alice_client, fake_upstream
+):
+    socket = await connect(alice_client)
+    await socket.send_json_to(
+        {
+            "type": "send",
+            "text": "Hi",
+            "model": MODEL,
+            "system_prompt": "Answer in French.",
+            "temperature": 0.4,
+        }
+    )
+    await frames_until(socket, "done")
+    conversation = await Conversation.objects.aget()
+    assert (conversation.system_prompt, conversation.temperature) == ("Answer in French.", 0.4)
+    body = fake_upstream.requests_to("chat/completions")[0].json
+    assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
+    assert body["temperature"] == 0.4
+    await socket.send_json_to({"type": "send", "text": "Hi", "model": MODEL, "temperature": 9})
+    answer = (await frames_until(socket, "error"))[-1]
+    assert "from 0 to 2" in answer["message"]
+    assert await Conversation.objects.acount() == 1  # the refused one was not created
+    await socket.disconnect()

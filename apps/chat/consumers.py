@@ -237,6 +237,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             text=frame.get("text", ""),
             model=frame.get("model"),
             images=frame.get("images", []),
+            new_settings={
+                key: frame[key] for key in ("system_prompt", "temperature") if key in frame
+            },
         )
         await self._start(turn, frame.get("client_id"))
 

@@ -53,8 +53,15 @@ def _not_streaming(conversation: Conversation) -> None:
 
 @transaction.atomic
 def prepare_send(
-    *, user_id: int, conversation_id: int | None, text: object, model: object, images: object
+    *,
+    user_id: int,
+    conversation_id: int | None,
+    text: object,
+    model: object,
+    images: object,
+    new_settings: dict[str, object] | None = None,
 ) -> Turn:
+    """``new_settings`` (system_prompt, temperature) apply when this starts a conversation."""
     model = _check_model(model)
     if not isinstance(images, list):
         raise InvalidInput("Images must be a list.")
@@ -62,6 +69,8 @@ def prepare_send(
     if not isinstance(text, str):
         raise InvalidInput("The message must be text.")
     conversation, created = _conversation(user_id, conversation_id, model)
+    if created and new_settings:
+        services.conversation_update(conversation=conversation, **new_settings)
     _not_streaming(conversation)
     user_message = services.message_add_user(
         conversation=conversation, text=text, images=parsed, parent=conversation.current_leaf

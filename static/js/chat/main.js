@@ -523,6 +523,7 @@ function newChat({ push = true } = {}) {
   state.loadNo++;
   state.conversationId = null;
   state.conversation = null;
+  state.draftSettings = null;
   state.pending.clear();
   renderAll([]);
   sidebar.setCurrent(null);
@@ -565,14 +566,17 @@ function sendMessage() {
   state.pending.set(clientId, msg);
   state.messages.push(msg);
   el.log.append(msg.el);
-  socket.send({
+  const frame = {
     type: "send",
     client_id: clientId,
     conversation_id: state.conversationId,
     text,
     model: state.modelId,
     images,
-  });
+  };
+  // Settings chosen before a new chat's first message travel with it.
+  if (state.conversationId == null && state.draftSettings) Object.assign(frame, state.draftSettings);
+  socket.send(frame);
   el.input.value = "";
   attachments.clear();
   autosize();
@@ -772,18 +776,17 @@ function selectModel(id, { save }) {
 }
 
 function updateSettingsPanel() {
-  const conv = state.conversation;
   const has = state.conversationId != null;
+  const conv = has ? state.conversation : state.draftSettings;
   el.systemPrompt.value = conv?.system_prompt || "";
   el.temperature.value = conv?.temperature ?? "";
-  for (const field of el.settingsForm.elements) field.disabled = !has;
-  el.settingsNote.hidden = has;
+  for (const field of el.settingsForm.elements) field.disabled = false;
+  el.settingsNote.hidden = true;
   el.settingsStatus.textContent = "";
 }
 
 async function saveSettings(event) {
   event.preventDefault();
-  if (state.conversationId == null) return;
   const raw = el.temperature.value.trim();
   let temperature = null;
   if (raw !== "") {
@@ -793,6 +796,11 @@ async function saveSettings(event) {
       el.temperature.focus();
       return;
     }
+  }
+  if (state.conversationId == null) {
+    state.draftSettings = { system_prompt: el.systemPrompt.value, temperature };
+    el.settingsStatus.textContent = "Saved for this new chat.";
+    return;
   }
   el.settingsStatus.textContent = "Saving…";
   try {
