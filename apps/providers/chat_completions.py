@@ -1,5 +1,5 @@
-"""Reading an OpenAI-style /chat/completions stream: GitHub Models, Copilot's chat
-endpoint and OpenAI-compatible servers all speak it."""
+"""The OpenAI-style calls GitHub Models, Copilot and OpenAI-compatible servers share:
+reading a /chat/completions stream, and posting to /embeddings."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ from typing import Any
 import httpx
 
 from apps.providers import errors
-from apps.providers.http import ErrorMapper, iter_sse, open_response, parse_event_json
-from apps.providers.types import Finish, StreamEvent
-from apps.providers.wire.openai_chat import ChatChunkParser
+from apps.providers.http import (
+    ErrorMapper,
+    iter_sse,
+    open_response,
+    parse_event_json,
+    read_json,
+)
+from apps.providers.types import EmbeddingRequest, Embeddings, Finish, StreamEvent
+from apps.providers.wire.openai_chat import (
+    ChatChunkParser,
+    embeddings_request_body,
+    parse_embeddings,
+)
 
 HeaderReader = Callable[[httpx.Headers], list[StreamEvent]]
 
@@ -48,3 +58,22 @@ async def stream_chat_completions(
             raise errors.UpstreamUnreachable(
                 f"The reply from {label} ended before it was complete."
             )
+
+
+async def post_embeddings(
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    request: EmbeddingRequest,
+    label: str,
+    map_error: ErrorMapper,
+) -> Embeddings:
+    async with open_response(
+        "POST",
+        url,
+        label=label,
+        map_error=map_error,
+        headers=headers,
+        json_body=embeddings_request_body(request),
+    ) as response:
+        return parse_embeddings(await read_json(response, label), request.model)

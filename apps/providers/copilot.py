@@ -18,7 +18,7 @@ from django.core.cache import cache
 
 from apps.providers import errors
 from apps.providers.base import Provider, call_with_rate_limit_retry, retry_rate_limit_once
-from apps.providers.chat_completions import stream_chat_completions
+from apps.providers.chat_completions import post_embeddings, stream_chat_completions
 from apps.providers.copilot_auth import LABEL, CopilotSession, copilot_session, editor_headers
 from apps.providers.http import (
     default_error,
@@ -42,8 +42,6 @@ from apps.providers.types import (
 from apps.providers.wire.anthropic_messages import MessagesStreamParser, messages_request_body
 from apps.providers.wire.openai_chat import (
     chat_request_body,
-    embeddings_request_body,
-    parse_embeddings,
 )
 from apps.providers.wire.responses import ResponsesStreamParser, responses_request_body
 
@@ -300,15 +298,12 @@ class CopilotProvider(Provider):
                 )
 
     async def embed(self, request: EmbeddingRequest, model: ModelInfo) -> Embeddings:
-        async def call(session: CopilotSession) -> Embeddings:
-            async with open_response(
-                "POST",
-                f"{session.api_url}/embeddings",
+        return await self._with_fresh_token(
+            lambda session: post_embeddings(
+                url=f"{session.api_url}/embeddings",
+                headers=self._headers(session),
+                request=request,
                 label=LABEL,
                 map_error=map_error,
-                headers=self._headers(session),
-                json_body=embeddings_request_body(request),
-            ) as response:
-                return parse_embeddings(await read_json(response, LABEL), request.model)
-
-        return await self._with_fresh_token(call)
+            )
+        )

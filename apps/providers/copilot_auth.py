@@ -192,16 +192,21 @@ def _exchange_error(status: int, headers: httpx.Headers, body: bytes) -> errors.
     )
 
 
-async def exchange_token(github_token: str) -> CopilotSession:
+async def _copilot_internal(path: str, github_token: str) -> Any:
+    """GET one of GitHub's copilot_internal endpoints with the device-flow token."""
     async with open_response(
         "GET",
-        f"{github_api_url()}/copilot_internal/v2/token",
+        f"{github_api_url()}/copilot_internal/{path}",
         label=LABEL,
         map_error=_exchange_error,
         headers={"Authorization": f"token {github_token}", "Accept": "application/json"}
         | editor_headers(),
     ) as response:
-        body: Any = await read_json(response, LABEL)
+        return await read_json(response, LABEL)
+
+
+async def exchange_token(github_token: str) -> CopilotSession:
+    body = await _copilot_internal("v2/token", github_token)
     if not isinstance(body, dict) or not body.get("token") or not body.get("expires_at"):
         raise errors.UpstreamProtocolError("GitHub sent a Copilot token answer without a token.")
     now = time.time()
@@ -257,15 +262,7 @@ async def copilot_usage(user_id: int) -> list[QuotaInfo]:
     )
     if not github_token:
         return []
-    async with open_response(
-        "GET",
-        f"{github_api_url()}/copilot_internal/user",
-        label=LABEL,
-        map_error=_exchange_error,
-        headers={"Authorization": f"token {github_token}", "Accept": "application/json"}
-        | editor_headers(),
-    ) as response:
-        body: Any = await read_json(response, LABEL)
+    body = await _copilot_internal("user", github_token)
     snapshots = body.get("quota_snapshots") if isinstance(body, dict) else None
     if not isinstance(snapshots, dict):
         return []

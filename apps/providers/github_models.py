@@ -11,7 +11,7 @@ from django.core.cache import cache
 
 from apps.providers import errors
 from apps.providers.base import Provider, call_with_rate_limit_retry, retry_rate_limit_once
-from apps.providers.chat_completions import stream_chat_completions
+from apps.providers.chat_completions import post_embeddings, stream_chat_completions
 from apps.providers.http import default_error, open_response, read_json, upstream_code
 from apps.providers.quota import catalog_cache_seconds, ratelimit_headers_quota
 from apps.providers.types import (
@@ -24,8 +24,6 @@ from apps.providers.types import (
 )
 from apps.providers.wire.openai_chat import (
     chat_request_body,
-    embeddings_request_body,
-    parse_embeddings,
 )
 
 LABEL = "GitHub Models"
@@ -142,15 +140,12 @@ class GitHubModelsProvider(Provider):
         )
 
     async def embed(self, request: EmbeddingRequest, model: ModelInfo) -> Embeddings:
-        async def call() -> Embeddings:
-            async with open_response(
-                "POST",
-                self._inference_url("embeddings"),
+        return await call_with_rate_limit_retry(
+            lambda: post_embeddings(
+                url=self._inference_url("embeddings"),
+                headers=self._headers,
+                request=request,
                 label=LABEL,
                 map_error=map_error,
-                headers=self._headers,
-                json_body=embeddings_request_body(request),
-            ) as response:
-                return parse_embeddings(await read_json(response, LABEL), request.model)
-
-        return await call_with_rate_limit_retry(call)
+            )
+        )
