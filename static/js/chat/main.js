@@ -198,8 +198,12 @@ function makeMessage(data, { deferBody = false } = {}) {
   };
   if (data.status !== "streaming") msg.seq = data.seq ?? null;
   msg.el = createMessageElement(msg);
-  if (deferBody) msg.el.querySelector(".msg-body").textContent = msg.content;
-  else renderBody(msg);
+  if (deferBody) {
+    msg.el.classList.add("msg-history");
+    msg.el.querySelector(".msg-body").textContent = msg.content;
+  } else {
+    renderBody(msg);
+  }
   renderImages(msg);
   return msg;
 }
