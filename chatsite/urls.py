@@ -7,6 +7,7 @@ from apps.core.views import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("", include("apps.api.urls")),
     # Before allauth's URLs: apps.accounts replaces its login page.
     path("", include("apps.accounts.urls")),
     path("accounts/", include("allauth.urls")),

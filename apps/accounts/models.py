@@ -55,3 +55,26 @@ class UpstreamCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of user {self.user_id}"
+
+
+class ApiKey(models.Model):
+    """A personal key for the /v1 API. Only a SHA-256 of it is stored (it is 256 random
+    bits, so a fast hash is enough); the key itself is shown once, when made."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Canonical model ids; empty allows every model."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,156 @@
+"""The /v1 surface (OpenAI-compatible so far: models and chat completions).
+
+Views are thin: authenticate the key, validate the body with pydantic, call the provider
+gateway, write the reply in the route's own wire format. Every failure answers in the
+OpenAI error shape with the right status; nothing reaches the client as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from pydantic import ValidationError
+
+from apps.accounts.api_keys import api_key_allows
+from apps.accounts.models import ApiKey
+from apps.api.auth import authenticate
+from apps.api.errors import error_body, from_provider, openai_error
+from apps.api.openai_out import ChunkWriter, completion_json, sse
+from apps.api.openai_schema import ChatCompletionIn, parse_json_body
+from apps.providers import errors, gateway
+from apps.providers.registry import resolve
+from apps.providers.types import StreamEvent
+
+logger = logging.getLogger(__name__)
+ApiView = Callable[..., Awaitable[HttpResponseBase]]
+MODELS_HINT = "GET /v1/models lists the models this key can use."
+
+
+def api_view(*methods: str) -> Callable[[ApiView], Any]:
+    """Key authentication, method check and error shape for one /v1 view."""
+
+    def decorate(view: ApiView) -> Any:
+        @csrf_exempt
+        @wraps(view)
+        async def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in methods:
+                return openai_error(
+                    f"{request.method} is not allowed here; use {', '.join(methods)}.",
+                    405,
+                    "method_not_allowed",
+                )
+            key = await authenticate(request)
+            if key is None:
+                return openai_error(
+                    "Missing, invalid, revoked or expired API key. Send it as "
+                    "'Authorization: Bearer <key>'; keys are made on the API keys page.",
+                    401,
+                    "invalid_api_key",
+                )
+            try:
+                return await view(request, key, **kwargs)
+            except errors.ProviderError as exc:
+                return from_provider(exc)
+            except RequestDataTooBig:
+                return openai_error("The request body is too large.", 413, "request_too_large")
+            except Exception:
+                logger.exception("Unexpected error in %s", request.path)
+                return openai_error(
+                    "chatsite hit an unexpected error; it has been logged.", 500, "internal_error"
+                )
+
+        return wrapper
+
+    return decorate
+
+
+def _model_json(model_id: str, owner: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
+@api_view("GET")
+async def models(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
+    catalog = await gateway.models_for_user(key.user_id)
+    return JsonResponse(
+        {
+            "object": "list",
+            "data": [
+                _model_json(model.id, model.provider)
+                for model in catalog.models
+                if api_key_allows(key, model.id)
+            ],
+        }
+    )
+
+
+@api_view("GET")
+async def model(request: HttpRequest, key: ApiKey, model_id: str) -> HttpResponseBase:
+    resolved = await resolve(key.user_id, model_id)
+    if not api_key_allows(key, resolved.model.id):
+        return openai_error(f"This key may not use {resolved.model.id}.", 403, "model_not_allowed")
+    return JsonResponse(_model_json(resolved.model.id, resolved.model.provider))
+
+
+@api_view("POST")
+async def chat_completions(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
+    try:
+        body = ChatCompletionIn.model_validate(parse_json_body(request.body))
+    except ValueError as exc:
+        return _invalid(exc)
+    resolved = await resolve(key.user_id, body.model)
+    if not api_key_allows(key, resolved.model.id):
+        return openai_error(
+            f"This key may not use {resolved.model.id}. {MODELS_HINT}", 403, "model_not_allowed"
+        )
+    chat = body.to_request()
+    if not body.stream:
+        completion = await gateway.complete_chat(key.user_id, chat)
+        return JsonResponse(completion_json(completion, model=resolved.model.id))
+    events = aiter(gateway.stream_chat(key.user_id, chat))
+    # Wait for the first event before answering, so that failing at the start (a 429, an
+    # unknown model upstream) is a real HTTP status rather than an error inside a 200 stream.
+    try:
+        first: StreamEvent | None = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    writer = ChunkWriter(model=resolved.model.id, include_usage=include_usage)
+    response = StreamingHttpResponse(
+        _stream(writer, first, events), content_type="text/event-stream; charset=utf-8"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _stream(
+    writer: ChunkWriter, first: StreamEvent | None, events: AsyncIterator[StreamEvent]
+) -> AsyncIterator[bytes]:
+    try:
+        if first is not None and (chunk := writer.event(first)):
+            yield chunk
+        async for event in events:
+            if chunk := writer.event(event):
+                yield chunk
+    except errors.ProviderError as exc:
+        # Headers are gone: the error travels as one more event, and the stream ends there.
+        yield sse(error_body(exc.message, exc.status, exc.code))
+        return
+    finally:
+        # Closing the upstream at once when the client has gone (Django cancels us).
+        await events.aclose()  # type: ignore[attr-defined]
+    yield writer.end()
+
+
+def _invalid(exc: ValueError) -> JsonResponse:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return openai_error(f"{where}: {first['msg']}", 400, "invalid_request", param=where)
+    return openai_error(str(exc), 400, "invalid_json")

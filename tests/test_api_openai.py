@@ -1,0 +1,386 @@
+"""The /v1 OpenAI-compatible API through the official openai SDK (and raw HTTP where the
+SDK hides the wire), against daphne on a free port and the fake upstreams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes.github import FakeGitHub
+from tests.fakes.upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+SEED = """
+import json
+from django.utils import timezone
+from apps.accounts.api_keys import api_key_create, api_key_revoke
+from apps.accounts.models import UpstreamCredential, User
+from apps.accounts.services import credential_store
+alice = User.objects.create_user("alice", github_login="alice", approved_at=timezone.now())
+credential_store(user=alice, kind=UpstreamCredential.Kind.GITHUB_OAUTH, secret="gho_alice_1")
+credential_store(user=alice, kind=UpstreamCredential.Kind.COPILOT_GITHUB, secret="{ghu}")
+_, ok = api_key_create(user=alice, name="laptop")
+revoked_key, revoked = api_key_create(user=alice, name="old")
+api_key_revoke(key=revoked_key)
+_, limited = api_key_create(
+    user=alice, name="mini only", allowed_models=["github/openai/gpt-4.1-mini"]
+)
+print(json.dumps({{"ok": ok, "revoked": revoked, "limited": limited}}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api(
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_github_server: FakeGitHub,
+    fake_upstream_server: FakeUpstream,
+) -> Iterator[dict[str, str]]:
+    """daphne on a fresh SQLite database with alice, her upstream tokens and three keys."""
+    tmp = tmp_path_factory.mktemp("api")
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= {
+        "DATA_DIR": str(tmp),
+        "SECRET_KEY": "api-tests-" + "s" * 40,
+        "GITHUB_URL": fake_github_server.url,
+        "GITHUB_MODELS_URL": f"{fake_upstream_server.url}/ghmodels",
+        "API_MAX_BODY_BYTES": str(2 * 1024 * 1024),
+    }
+    python = sys.executable
+    subprocess.run(
+        [python, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    ghu = fake_github_server.issue_ghu_token("alice")
+    seeded = (
+        subprocess.run(
+            [python, "manage.py", "shell", "-c", SEED.format(ghu=ghu)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    port = _free_port()
+    log = (tmp / "server.log").open("w")
+    server = subprocess.Popen(
+        [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield {"base": base, **json.loads(seeded)}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def client(api, fake_upstream) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{api['base']}/v1", api_key=api["ok"], max_retries=0)
+
+
+def test_models_are_listed_with_canonical_ids(client):
+    ids = {model.id for model in client.models.list()}
+    assert {"github/openai/gpt-4.1", "copilot/claude-sonnet-4.5"} <= ids
+    model = client.models.retrieve("github/openai/gpt-4.1")
+    assert (model.id, model.owned_by) == ("github/openai/gpt-4.1", "github")
+
+
+def test_a_whole_reply(client, fake_upstream):
+    fake_upstream.script.echo = True
+    reply = client.chat.completions.create(
+        model="github/openai/gpt-4.1", messages=[{"role": "user", "content": "ping"}]
+    )
+    assert reply.id.startswith("chatcmpl-") and reply.object == "chat.completion"
+    assert reply.choices[0].message.content == "echo: ping"
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    assert reply.model == "github/openai/gpt-4.1"
+
+
+def test_a_streamed_reply_has_one_id_the_role_first_and_usage(client, fake_upstream):
+    fake_upstream.script.echo = True
+    stream = client.chat.completions.create(
+        model="openai/gpt-4.1",
+        messages=[{"role": "user", "content": "stream me"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert len({chunk.id for chunk in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: stream me"
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+
+
+def test_the_stream_ends_with_exactly_one_done(api, fake_upstream):
+    with httpx.stream(
+        "POST",
+        f"{api['base']}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {api['ok']}"},
+        json={
+            "model": "github/openai/gpt-4.1",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert lines.count("data: [DONE]") == 1 and lines[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in lines)
+
+
+def test_tool_calls_round_trip(client, fake_upstream):
+    fake_upstream.script.text = ""
+    fake_upstream.script.tool_calls = [("get_weather", '{"city": "Oslo"}')]
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
+    first = client.chat.completions.create(
+        model="github/openai/gpt-4.1",
+        tools=tools,
+        tool_choice="auto",
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+    )
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Oslo"},
+    )
+    fake_upstream.script.tool_calls = []
+    fake_upstream.script.text = "Sunny."
+    second = client.chat.completions.create(
+        model="github/openai/gpt-4.1",
+        tools=tools,
+        messages=[
+            {"role": "user", "content": "Weather in Oslo?"},
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "20 C, sunny"},
+        ],
+    )
+    assert second.choices[0].message.content == "Sunny."
+    sent = fake_upstream.last_request("chat/completions").json["messages"]
+    assert sent[-1] == {"role": "tool", "tool_call_id": call.id, "content": "20 C, sunny"}
+
+
+def test_streamed_tool_calls_arrive_as_deltas(client, fake_upstream):
+    fake_upstream.script.text = ""
+    fake_upstream.script.tool_calls = [("lookup", '{"q": "x"}')]
+    chunks = list(
+        client.chat.completions.create(
+            model="github/openai/gpt-4.1",
+            stream=True,
+            tools=[{"type": "function", "function": {"name": "lookup"}}],
+            messages=[{"role": "user", "content": "go"}],
+        )
+    )
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert calls[0].id and calls[0].function.name == "lookup"
+    assert "".join(tc.function.arguments or "" for tc in calls) == '{"q": "x"}'
+    assert {tc.index for tc in calls} == {0}
+
+
+def test_options_reach_the_upstream(client, fake_upstream):
+    client.chat.completions.create(
+        model="github/openai/gpt-4.1",
+        messages=[{"role": "user", "content": "x"}],
+        max_completion_tokens=5,
+        stop=["END"],
+        temperature=0.2,
+        seed=7,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True},
+        },
+    )
+    body = fake_upstream.last_request("chat/completions").json
+    assert body["max_tokens"] == 5 and body["stop"] == ["END"] and body["seed"] == 7
+    assert body["temperature"] == 0.2
+    assert body["response_format"]["json_schema"]["name"] == "answer"
+
+
+def test_an_image_url_is_passed_on_untouched_never_fetched(client, fake_upstream):
+    url = "http://127.0.0.1:9/never-fetched.png"
+    client.chat.completions.create(
+        model="github/openai/gpt-4.1",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is it"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    )
+    parts = fake_upstream.last_request("chat/completions").json["messages"][0]["content"]
+    assert parts[1]["image_url"]["url"] == url
+
+
+@pytest.mark.parametrize("which", ["missing", "wrong", "revoked"])
+def test_a_bad_key_is_refused_with_401(api, fake_upstream, which):
+    key = {"missing": "", "wrong": "csk-nope", "revoked": api["revoked"]}[which]
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = httpx.get(f"{api['base']}/v1/models", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_the_key_is_accepted_as_x_api_key_but_never_from_the_query_string(api, fake_upstream):
+    assert (
+        httpx.get(f"{api['base']}/v1/models", headers={"x-api-key": api["ok"]}).status_code == 200
+    )
+    response = httpx.get(f"{api['base']}/v1/models", params={"api_key": api["ok"]})
+    assert response.status_code == 401
+
+
+def test_a_model_outside_the_keys_allowlist_is_403(api, fake_upstream):
+    limited = openai.OpenAI(base_url=f"{api['base']}/v1", api_key=api["limited"], max_retries=0)
+    assert [m.id for m in limited.models.list()] == ["github/openai/gpt-4.1-mini"]
+    with pytest.raises(openai.PermissionDeniedError):
+        limited.chat.completions.create(
+            model="github/openai/gpt-4.1", messages=[{"role": "user", "content": "x"}]
+        )
+
+
+def test_an_unknown_model_is_404_and_says_how_to_list_models(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert "/v1/models" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"{not json", None),
+        (b"\xff\xfe", None),
+        (json.dumps({"model": "x", "messages": []}).encode(), "messages"),
+        (
+            json.dumps({"model": "x", "messages": [{"role": "wizard", "content": "x"}]}).encode(),
+            "messages.0.role",
+        ),
+        (
+            json.dumps(
+                {"model": "x", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}
+            ).encode(),
+            "temperature",
+        ),
+        (
+            json.dumps(
+                {"model": "x", "messages": [{"role": "user", "content": "x"}], "bogus": 1}
+            ).encode(),
+            "bogus",
+        ),
+    ],
+)
+def test_malformed_requests_get_400_in_the_openai_shape(api, fake_upstream, body, param):
+    response = httpx.post(
+        f"{api['base']}/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {api['ok']}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+def test_a_body_over_the_limit_is_413(api, fake_upstream):
+    big = json.dumps({"model": "x", "messages": [{"role": "user", "content": "x" * 3_000_000}]})
+    response = httpx.post(
+        f"{api['base']}/v1/chat/completions",
+        content=big,
+        headers={"Authorization": f"Bearer {api['ok']}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+
+
+def test_an_upstream_429_passes_on_with_retry_after(client, fake_upstream):
+    faults = fake_upstream.faults_for("ghmodels")
+    faults.rate_limit_always, faults.rate_limit_wait = True, 30
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(
+            model="github/openai/gpt-4.1", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    assert caught.value.response.headers["retry-after"] == "30"
+
+
+def test_an_upstream_failure_is_a_5xx_in_the_openai_shape(client, fake_upstream):
+    fake_upstream.faults_for("ghmodels").server_error_always = True
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="github/openai/gpt-4.1", messages=[{"role": "user", "content": "x"}]
+        )
+    assert caught.value.status_code == 502
+    assert "internal error" in caught.value.message
+
+
+def test_a_client_that_disconnects_mid_stream_closes_the_upstream(api, fake_upstream):
+    fake_upstream.script.tokens = 50
+    fake_upstream.script.token_delay = 0.1
+    with httpx.stream(
+        "POST",
+        f"{api['base']}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {api['ok']}"},
+        json={
+            "model": "github/openai/gpt-4.1",
+            "stream": True,
+            "messages": [{"role": "user", "content": "long"}],
+        },
+    ) as response:
+        for line in response.iter_lines():
+            if '"content"' in line:
+                break
+        left_at = time.monotonic()
+    record = fake_upstream.wait_for_disconnect("chat/completions", timeout=2.0)
+    assert record.disconnected_at - left_at < 1.0
+
+
+def test_copilot_models_work_through_the_api(client, fake_upstream):
+    fake_upstream.script.echo = True
+    reply = client.chat.completions.create(
+        model="copilot/claude-sonnet-4.5", messages=[{"role": "user", "content": "hello"}]
+    )
+    assert reply.choices[0].message.content == "echo: hello"
