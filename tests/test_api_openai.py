@@ -384,3 +384,29 @@ def test_copilot_models_work_through_the_api(client, fake_upstream):
         model="copilot/claude-sonnet-4.5", messages=[{"role": "user", "content": "hello"}]
     )
     assert reply.choices[0].message.content == "echo: hello"
+
+
+def test_embeddings(client, fake_upstream):
+    result = client.embeddings.create(
+        model="github/openai/text-embedding-3-small", input=["one", "two"]
+    )
+    assert [item.index for item in result.data] == [0, 1]
+    assert all(len(item.embedding) > 0 for item in result.data)
+    assert result.model == "github/openai/text-embedding-3-small"
+    as_floats = httpx.post(
+        f"{client.base_url}embeddings",
+        headers={"Authorization": f"Bearer {client.api_key}"},
+        json={
+            "model": "github/openai/text-embedding-3-small",
+            "input": "one",
+            "encoding_format": "float",
+        },
+    ).json()["data"][0]["embedding"]
+    assert as_floats == pytest.approx(result.data[0].embedding, rel=1e-6)
+
+
+def test_a_wrong_method_gets_405_in_the_openai_shape(api, fake_upstream):
+    response = httpx.get(
+        f"{api['base']}/v1/chat/completions", headers={"Authorization": f"Bearer {api['ok']}"}
+    )
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"

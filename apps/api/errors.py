@@ -6,8 +6,6 @@ import math
 
 from django.http import JsonResponse
 
-from apps.providers import errors
-
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -43,7 +41,3 @@ def openai_error(
     if retry_after is not None:
         response["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response
-
-
-def from_provider(exc: errors.ProviderError) -> JsonResponse:
-    return openai_error(exc.message, exc.status, exc.code, retry_after=exc.retry_after)

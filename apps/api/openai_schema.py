@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from apps.providers.types import (
     ChatRequest,
     ContentPart,
+    EmbeddingRequest,
     ImagePart,
     Message,
     ResponseFormat,
@@ -207,6 +208,20 @@ def _response_format(value: ResponseFormatIn | None) -> ResponseFormat | None:
         name=schema.name if schema else None,
         strict=schema.strict if schema else None,
     )
+
+
+class EmbeddingsIn(_Strict):
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+    dimensions: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+    def to_request(self) -> EmbeddingRequest:
+        inputs = (self.input,) if isinstance(self.input, str) else tuple(self.input)
+        return EmbeddingRequest(
+            model=self.model, inputs=inputs, dimensions=self.dimensions, user=self.user
+        )
 
 
 def parse_json_body(body: bytes) -> Any:

@@ -7,7 +7,9 @@ OpenAI error shape with the right status; nothing reaches the client as a traceb
 
 from __future__ import annotations
 
+import base64
 import logging
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -20,49 +22,64 @@ from pydantic import ValidationError
 from apps.accounts.api_keys import api_key_allows
 from apps.accounts.models import ApiKey
 from apps.api.auth import authenticate
-from apps.api.errors import error_body, from_provider, openai_error
+from apps.api.errors import error_body, openai_error
 from apps.api.openai_out import ChunkWriter, completion_json, sse
-from apps.api.openai_schema import ChatCompletionIn, parse_json_body
+from apps.api.openai_schema import ChatCompletionIn, EmbeddingsIn, parse_json_body
 from apps.providers import errors, gateway
 from apps.providers.registry import resolve
 from apps.providers.types import StreamEvent
 
 logger = logging.getLogger(__name__)
 ApiView = Callable[..., Awaitable[HttpResponseBase]]
+# (message, status, code, retry_after) -> the route's own error response.
+ErrorShape = Callable[[str, int, str, float | None], HttpResponseBase]
 MODELS_HINT = "GET /v1/models lists the models this key can use."
 
 
-def api_view(*methods: str) -> Callable[[ApiView], Any]:
-    """Key authentication, method check and error shape for one /v1 view."""
+def _openai_shape(
+    message: str, status: int, code: str, retry_after: float | None
+) -> HttpResponseBase:
+    return openai_error(message, status, code, retry_after=retry_after)
+
+
+def api_view(*methods: str, error: ErrorShape = _openai_shape) -> Callable[[ApiView], Any]:
+    """Key authentication, method check and the route's error shape for one /v1 view."""
 
     def decorate(view: ApiView) -> Any:
         @csrf_exempt
         @wraps(view)
         async def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
-                return openai_error(
-                    f"{request.method} is not allowed here; use {', '.join(methods)}.",
+                allowed = ", ".join(methods)
+                return error(
+                    f"{request.method} is not allowed here; use {allowed}.",
                     405,
                     "method_not_allowed",
+                    None,
                 )
             key = await authenticate(request)
             if key is None:
-                return openai_error(
+                return error(
                     "Missing, invalid, revoked or expired API key. Send it as "
-                    "'Authorization: Bearer <key>'; keys are made on the API keys page.",
+                    "'Authorization: Bearer <key>' or 'x-api-key'; keys are made on the "
+                    "API keys page.",
                     401,
                     "invalid_api_key",
+                    None,
                 )
             try:
                 return await view(request, key, **kwargs)
             except errors.ProviderError as exc:
-                return from_provider(exc)
+                return error(exc.message, exc.status, exc.code, exc.retry_after)
             except RequestDataTooBig:
-                return openai_error("The request body is too large.", 413, "request_too_large")
+                return error("The request body is too large.", 413, "request_too_large", None)
             except Exception:
                 logger.exception("Unexpected error in %s", request.path)
-                return openai_error(
-                    "chatsite hit an unexpected error; it has been logged.", 500, "internal_error"
+                return error(
+                    "chatsite hit an unexpected error; it has been logged.",
+                    500,
+                    "internal_error",
+                    None,
                 )
 
         return wrapper
@@ -146,6 +163,45 @@ async def _stream(
         # Closing the upstream at once when the client has gone (Django cancels us).
         await events.aclose()  # type: ignore[attr-defined]
     yield writer.end()
+
+
+@api_view("POST")
+async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
+    try:
+        body = EmbeddingsIn.model_validate(parse_json_body(request.body))
+    except ValueError as exc:
+        return _invalid(exc)
+    resolved = await resolve(key.user_id, body.model)
+    if not api_key_allows(key, resolved.model.id):
+        return openai_error(
+            f"This key may not use {resolved.model.id}. {MODELS_HINT}", 403, "model_not_allowed"
+        )
+    result = await gateway.embed(key.user_id, body.to_request())
+    return JsonResponse(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": _encode(vector, body.encoding_format),
+                }
+                for index, vector in enumerate(result.vectors)
+            ],
+            "model": resolved.model.id,
+            "usage": {
+                "prompt_tokens": result.usage.input_tokens,
+                "total_tokens": result.usage.total_tokens,
+            },
+        }
+    )
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    """``base64`` is float32 little-endian, as OpenAI sends it (the SDK's default)."""
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
 
 
 def _invalid(exc: ValueError) -> JsonResponse:
