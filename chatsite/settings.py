@@ -289,6 +289,9 @@ if env_bool("TRUST_PROXY_HEADERS", False):
 # The largest /v1 request body (a few images as base64 fit); larger ones get 413.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Per API key requests a minute, and per person replies streaming at once (0: no limit).
+API_KEY_REQUESTS_PER_MINUTE = env_int("API_KEY_REQUESTS_PER_MINUTE", 120, minimum=0)
+API_MAX_CONCURRENT_STREAMS = env_int("API_MAX_CONCURRENT_STREAMS", 8, minimum=0)
 
 # --- Static files, i18n -----------------------------------------------------------------
 STATIC_URL = "static/"

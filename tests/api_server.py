@@ -1,6 +1,7 @@
 """A live chatsite for the /v1 tests: daphne on a free port, a fresh SQLite database with
 alice, her upstream tokens (GitHub Models and Copilot, served by the fakes) and three keys:
-``ok`` (every model), ``revoked``, and ``limited`` (only github/openai/gpt-4.1-mini)."""
+``ok`` (every model), ``revoked``, ``limited`` (only github/openai/gpt-4.1-mini) and
+``burst`` (spent by the rate-limit test). Limits: 120 requests a minute a key, 8 streams."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ api_key_revoke(key=revoked_key)
 _, limited = api_key_create(
     user=alice, name="mini only", allowed_models=["github/openai/gpt-4.1-mini"]
 )
-print(json.dumps({{"ok": ok, "revoked": revoked, "limited": limited}}))
+_, burst = api_key_create(user=alice, name="for the rate-limit test")
+print(json.dumps({{"ok": ok, "revoked": revoked, "limited": limited, "burst": burst}}))
 """
 
 
@@ -62,6 +64,8 @@ def api(
         "GITHUB_URL": fake_github_server.url,
         "GITHUB_MODELS_URL": f"{fake_upstream_server.url}/ghmodels",
         "API_MAX_BODY_BYTES": str(2 * 1024 * 1024),
+        "API_KEY_REQUESTS_PER_MINUTE": "120",
+        "API_MAX_CONCURRENT_STREAMS": "8",
     }
     python = sys.executable
     subprocess.run(

@@ -315,3 +315,43 @@ def test_a_wrong_method_gets_405_in_the_openai_shape(api, fake_upstream):
         f"{api['base']}/v1/chat/completions", headers={"Authorization": f"Bearer {api['ok']}"}
     )
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_key_over_its_requests_a_minute_gets_429_with_retry_after(api, fake_upstream):
+    headers = {"Authorization": f"Bearer {api['burst']}"}
+    with httpx.Client(base_url=api["base"], headers=headers) as http:
+        statuses = [http.get("/v1/models").status_code for _ in range(121)]
+        refused = http.get("/v1/models")
+    assert statuses.count(200) >= 119  # a minute boundary may fall inside the burst
+    if 429 not in statuses:
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.json()["error"]["code"] == "rate_limited"
+    # Other keys are not affected.
+    ok = httpx.get(f"{api['base']}/v1/models", headers={"Authorization": f"Bearer {api['ok']}"})
+    assert ok.status_code == 200
+
+
+def test_a_ninth_concurrent_stream_of_a_person_gets_429(api, fake_upstream):
+    import asyncio
+
+    fake_upstream.script.tokens = 20
+    fake_upstream.script.token_delay = 0.1
+    body = {
+        "model": "github/openai/gpt-4.1",
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+
+    async def run() -> list[int]:
+        headers = {"Authorization": f"Bearer {api['ok']}"}
+        async with httpx.AsyncClient(base_url=api["base"], headers=headers, timeout=30) as http:
+            opened = [http.stream("POST", "/v1/chat/completions", json=body) for _ in range(8)]
+            responses = [await stream.__aenter__() for stream in opened]
+            ninth = await http.post("/v1/chat/completions", json=body)
+            for stream in opened:
+                await stream.__aexit__(None, None, None)
+            return [r.status_code for r in responses] + [ninth.status_code]
+
+    statuses = asyncio.run(run())
+    assert statuses == [200] * 8 + [429]

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -25,6 +26,7 @@ from apps.api.auth import authenticate
 from apps.api.errors import error_body, openai_error
 from apps.api.openai_out import ChunkWriter, completion_json, sse
 from apps.api.openai_schema import ChatCompletionIn, EmbeddingsIn, parse_json_body
+from apps.core import limits
 from apps.providers import errors, gateway
 from apps.providers.registry import resolve
 from apps.providers.types import StreamEvent
@@ -68,7 +70,12 @@ def api_view(*methods: str, error: ErrorShape = _openai_shape) -> Callable[[ApiV
                     None,
                 )
             try:
+                await limits.count_request(
+                    f"key:{key.pk}", limit=settings.API_KEY_REQUESTS_PER_MINUTE
+                )
                 return await view(request, key, **kwargs)
+            except limits.LimitExceeded as exc:
+                return error(exc.message, 429, "rate_limited", exc.retry_after)
             except errors.ProviderError as exc:
                 return error(exc.message, exc.status, exc.code, exc.retry_after)
             except RequestDataTooBig:
@@ -129,6 +136,8 @@ async def chat_completions(request: HttpRequest, key: ApiKey) -> HttpResponseBas
     if not body.stream:
         completion = await gateway.complete_chat(key.user_id, chat)
         return JsonResponse(completion_json(completion, model=resolved.model.id))
+    slot = f"streams:{key.user_id}"
+    await limits.acquire_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
     events = aiter(gateway.stream_chat(key.user_id, chat))
     # Wait for the first event before answering, so that failing at the start (a 429, an
     # unknown model upstream) is a real HTTP status rather than an error inside a 200 stream.
@@ -136,10 +145,13 @@ async def chat_completions(request: HttpRequest, key: ApiKey) -> HttpResponseBas
         first: StreamEvent | None = await anext(events)
     except StopAsyncIteration:
         first = None
+    except BaseException:
+        await limits.release_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
+        raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     writer = ChunkWriter(model=resolved.model.id, include_usage=include_usage)
     response = StreamingHttpResponse(
-        _stream(writer, first, events), content_type="text/event-stream; charset=utf-8"
+        _stream(writer, first, events, slot), content_type="text/event-stream; charset=utf-8"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -147,7 +159,7 @@ async def chat_completions(request: HttpRequest, key: ApiKey) -> HttpResponseBas
 
 
 async def _stream(
-    writer: ChunkWriter, first: StreamEvent | None, events: AsyncIterator[StreamEvent]
+    writer: ChunkWriter, first: StreamEvent | None, events: AsyncIterator[StreamEvent], slot: str
 ) -> AsyncIterator[bytes]:
     try:
         if first is not None and (chunk := writer.event(first)):
@@ -162,6 +174,7 @@ async def _stream(
     finally:
         # Closing the upstream at once when the client has gone (Django cancels us).
         await events.aclose()  # type: ignore[attr-defined]
+        await limits.release_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
     yield writer.end()
 
 
