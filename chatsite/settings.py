@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "apps.providers",
     "apps.chat",
     "apps.api",
+    "apps.usage",
 ]
 
 MIDDLEWARE = [

@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("apps.accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("apps.providers.urls")),
+    path("", include("apps.usage.urls")),
     path("", include("apps.chat.urls")),
     # Django's admin doubles as the break-glass sign-in for a `createsuperuser` account.
     path("admin/", admin.site.urls),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -29,7 +30,8 @@ from apps.api.openai_schema import ChatCompletionIn, EmbeddingsIn, parse_json_bo
 from apps.core import limits
 from apps.providers import errors, gateway
 from apps.providers.registry import resolve
-from apps.providers.types import StreamEvent
+from apps.providers.types import ChatRequest, CompletionBuilder, StreamEvent
+from apps.usage.meter import metered, record_usage
 
 logger = logging.getLogger(__name__)
 ApiView = Callable[..., Awaitable[HttpResponseBase]]
@@ -134,11 +136,13 @@ async def chat_completions(request: HttpRequest, key: ApiKey) -> HttpResponseBas
         )
     chat = body.to_request()
     if not body.stream:
-        completion = await gateway.complete_chat(key.user_id, chat)
-        return JsonResponse(completion_json(completion, model=resolved.model.id))
+        builder = CompletionBuilder(resolved.model.id)
+        async for event in _metered_chat(key, chat, resolved.model.id):
+            builder.add(event)
+        return JsonResponse(completion_json(builder.build(), model=resolved.model.id))
     slot = f"streams:{key.user_id}"
     await limits.acquire_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
-    events = aiter(gateway.stream_chat(key.user_id, chat))
+    events = aiter(_metered_chat(key, chat, resolved.model.id))
     # Wait for the first event before answering, so that failing at the start (a 429, an
     # unknown model upstream) is a real HTTP status rather than an error inside a 200 stream.
     try:
@@ -189,7 +193,32 @@ async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
         return openai_error(
             f"This key may not use {resolved.model.id}. {MODELS_HINT}", 403, "model_not_allowed"
         )
-    result = await gateway.embed(key.user_id, body.to_request())
+    started = time.perf_counter()
+    try:
+        result = await gateway.embed(key.user_id, body.to_request())
+    except errors.ProviderError as exc:
+        await record_usage(
+            user_id=key.user_id,
+            api_key_id=key.pk,
+            source="api",
+            model=resolved.model.id,
+            usage=None,
+            started=started,
+            first_token=None,
+            status="error",
+            error_code=exc.code,
+        )
+        raise
+    await record_usage(
+        user_id=key.user_id,
+        api_key_id=key.pk,
+        source="api",
+        model=resolved.model.id,
+        usage=result.usage,
+        started=started,
+        first_token=None,
+        status="ok",
+    )
     return JsonResponse(
         {
             "object": "list",
@@ -207,6 +236,16 @@ async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
                 "total_tokens": result.usage.total_tokens,
             },
         }
+    )
+
+
+def _metered_chat(key: ApiKey, chat: ChatRequest, model_id: str) -> AsyncIterator[StreamEvent]:
+    return metered(
+        gateway.stream_chat(key.user_id, chat),
+        user_id=key.user_id,
+        model=model_id,
+        source="api",
+        api_key_id=key.pk,
     )
 
 

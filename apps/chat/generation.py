@@ -22,6 +22,7 @@ from apps.chat import replay, services
 from apps.chat.models import Message
 from apps.providers import errors, gateway
 from apps.providers.types import ChatRequest, ReasoningDelta, TextDelta, Usage
+from apps.usage.meter import metered
 
 logger = logging.getLogger(__name__)
 SAVE_INTERVAL = 1.0
@@ -68,7 +69,9 @@ async def _stream(
     layer = get_channel_layer()
     group = conversation_group(conversation_id)
     last_save = time.monotonic()
-    async for event in gateway.stream_chat(user_id, request):
+    async for event in metered(
+        gateway.stream_chat(user_id, request), user_id=user_id, model=request.model, source="chat"
+    ):
         if isinstance(event, TextDelta | ReasoningDelta):
             if not event.text:
                 continue
