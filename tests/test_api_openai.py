@@ -355,3 +355,27 @@ def test_a_ninth_concurrent_stream_of_a_person_gets_429(api, fake_upstream):
 
     statuses = asyncio.run(run())
     assert statuses == [200] * 8 + [429]
+
+
+def test_the_openapi_document_describes_the_routes_from_the_validating_models(api, fake_upstream):
+    document = httpx.get(f"{api['base']}/v1/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    paths = document["paths"]
+    assert {"/v1/models", "/v1/chat/completions", "/v1/embeddings"} <= set(paths)
+    chat = paths["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "ChatCompletionIn"
+    )
+    schema = document["components"]["schemas"]["ChatCompletionIn"]
+    assert {"model", "messages"} <= set(schema["required"])
+    assert "429" in chat["responses"] and "413" in chat["responses"]
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+
+
+def test_the_openapi_document_covers_the_anthropic_and_responses_routes(api, fake_upstream):
+    document = httpx.get(f"{api['base']}/v1/openapi.json").json()
+    assert {"/v1/messages", "/v1/messages/count_tokens", "/v1/responses"} <= set(document["paths"])
+    messages = document["paths"]["/v1/messages"]["post"]
+    assert "MessagesIn" in messages["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    anthropic_error = messages["responses"]["400"]["content"]["application/json"]["schema"]
+    assert anthropic_error["properties"]["type"] == {"const": "error"}

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.api import views
+from apps.api import anthropic_views, responses_views, views
 
 urlpatterns = [
+    path("v1/openapi.json", views.openapi, name="v1_openapi"),
     path("v1/models", views.models, name="v1_models"),
     path("v1/models/<path:model_id>", views.model, name="v1_model"),
     path("v1/chat/completions", views.chat_completions, name="v1_chat_completions"),
     path("v1/embeddings", views.embeddings, name="v1_embeddings"),
+    path("v1/responses", responses_views.responses, name="v1_responses"),
+    path("v1/messages", anthropic_views.messages, name="v1_messages"),
+    path("v1/messages/count_tokens", anthropic_views.count_tokens, name="v1_messages_count_tokens"),
 ]

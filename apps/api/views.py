@@ -27,6 +27,7 @@ from apps.api.auth import authenticate
 from apps.api.errors import error_body, openai_error
 from apps.api.openai_out import ChunkWriter, completion_json, sse
 from apps.api.openai_schema import ChatCompletionIn, EmbeddingsIn, parse_json_body
+from apps.api.openapi import openapi_document
 from apps.core import limits
 from apps.providers import errors, gateway
 from apps.providers.registry import resolve
@@ -94,6 +95,11 @@ def api_view(*methods: str, error: ErrorShape = _openai_shape) -> Callable[[ApiV
         return wrapper
 
     return decorate
+
+
+async def openapi(request: HttpRequest) -> JsonResponse:
+    """The OpenAPI document of /v1 (public: it holds no secrets)."""
+    return JsonResponse(openapi_document())
 
 
 def _model_json(model_id: str, owner: str) -> dict[str, Any]:

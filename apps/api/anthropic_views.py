@@ -1,0 +1,152 @@
+"""The Anthropic Messages surface: ``POST /v1/messages`` and
+``POST /v1/messages/count_tokens``, for the anthropic SDK and the tools built on it.
+
+Same pattern as the OpenAI views (key auth accepting ``x-api-key``, pydantic at the edge,
+the provider gateway), with every failure in Anthropic's error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from pydantic import ValidationError
+
+from apps.accounts.api_keys import api_key_allows
+from apps.accounts.models import ApiKey
+from apps.api.anthropic_out import MessageStreamWriter, anthropic_error, message_json
+from apps.api.anthropic_schema import CountTokensIn, MessagesIn
+from apps.api.openai_schema import parse_json_body
+from apps.api.views import MODELS_HINT, api_view
+from apps.core import limits
+from apps.providers import errors, gateway
+from apps.providers.registry import resolve
+from apps.providers.types import ChatRequest, CompletionBuilder, ImagePart, StreamEvent
+from apps.usage.meter import metered
+
+# count_tokens estimates: characters a token, and tokens an image.
+CHARS_PER_TOKEN = 4
+IMAGE_TOKENS = 1500
+
+
+def _anthropic_shape(
+    message: str, status: int, code: str, retry_after: float | None
+) -> HttpResponseBase:
+    return anthropic_error(message, status, retry_after=retry_after)
+
+
+@api_view("POST", error=_anthropic_shape)
+async def messages(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
+    try:
+        body = MessagesIn.model_validate(parse_json_body(request.body))
+    except ValueError as exc:
+        return _invalid(exc)
+    resolved = await resolve(key.user_id, body.model)
+    if not api_key_allows(key, resolved.model.id):
+        return anthropic_error(f"This key may not use {resolved.model.id}. {MODELS_HINT}", 403)
+    chat = body.to_request()
+    if not body.stream:
+        builder = CompletionBuilder(resolved.model.id)
+        async for event in _metered_chat(key, chat, resolved.model.id):
+            builder.add(event)
+        return JsonResponse(message_json(builder.build(), model=resolved.model.id))
+    slot = f"streams:{key.user_id}"
+    await limits.acquire_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
+    events = aiter(_metered_chat(key, chat, resolved.model.id))
+    # Wait for the first event before answering, so that failing at the start (a 429, an
+    # unknown model upstream) is a real HTTP status rather than an error inside a 200 stream.
+    try:
+        first: StreamEvent | None = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await limits.release_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
+        raise
+    writer = MessageStreamWriter(model=resolved.model.id)
+    response = StreamingHttpResponse(
+        _stream(writer, first, events, slot), content_type="text/event-stream; charset=utf-8"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _metered_chat(key: ApiKey, chat: ChatRequest, model_id: str) -> AsyncIterator[StreamEvent]:
+    """The reply's events, recorded on the usage page when they end (however they end)."""
+    return metered(
+        gateway.stream_chat(key.user_id, chat),
+        user_id=key.user_id,
+        model=model_id,
+        source="api",
+        api_key_id=key.pk,
+    )
+
+
+async def _stream(
+    writer: MessageStreamWriter,
+    first: StreamEvent | None,
+    events: AsyncIterator[StreamEvent],
+    slot: str,
+) -> AsyncIterator[bytes]:
+    yield writer.start()
+    try:
+        if first is not None and (chunk := writer.event(first)):
+            yield chunk
+        async for event in events:
+            if chunk := writer.event(event):
+                yield chunk
+    except errors.ProviderError as exc:
+        # Headers are gone: the error travels as an error event, and the stream ends there.
+        yield writer.error(exc.message, exc.status)
+        return
+    finally:
+        # Closing the upstream at once when the client has gone (Django cancels us).
+        await events.aclose()  # type: ignore[attr-defined]
+        await limits.release_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
+    yield writer.end()
+
+
+@api_view("POST", error=_anthropic_shape)
+async def count_tokens(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
+    """``{"input_tokens": n}`` for a Messages request, WITHOUT calling the upstream.
+
+    This is an ESTIMATE, not the model's tokenizer: about one token per 4 characters of
+    the system prompt, the messages' text (tool calls' names and inputs, tool results
+    included) and the tool definitions (name, description, JSON schema), plus a fixed
+    ~1,500 tokens per image. Good for budgeting a context window, not for billing.
+    """
+    try:
+        body = CountTokensIn.model_validate(parse_json_body(request.body))
+    except ValueError as exc:
+        return _invalid(exc)
+    resolved = await resolve(key.user_id, body.model)
+    if not api_key_allows(key, resolved.model.id):
+        return anthropic_error(f"This key may not use {resolved.model.id}. {MODELS_HINT}", 403)
+    return JsonResponse({"input_tokens": estimate_tokens(body.to_request())})
+
+
+def estimate_tokens(chat: ChatRequest) -> int:
+    chars = 0
+    images = 0
+    for message in chat.messages:
+        chars += len(message.text_content)
+        images += sum(isinstance(part, ImagePart) for part in message.content)
+        chars += sum(len(call.name) + len(call.arguments) for call in message.tool_calls)
+    for tool in chat.tools:
+        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
+    return max(1, math.ceil(chars / CHARS_PER_TOKEN)) + images * IMAGE_TOKENS
+
+
+def _invalid(exc: ValueError) -> JsonResponse:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        # Leave out pydantic's union and validator labels: "messages.0.content.1.source".
+        where = ".".join(
+            str(part) for part in first["loc"] if not any(c in str(part) for c in "[(")
+        )
+        message = first["msg"].removeprefix("Value error, ")
+        return anthropic_error(f"{where}: {message}" if where else message, 400)
+    return anthropic_error(str(exc), 400)
