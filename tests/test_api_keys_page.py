@@ -218,3 +218,23 @@ def test_bob_can_neither_see_nor_revoke_alices_keys(alice: Client, bob: Client) 
     assert bob.post("/keys/999999/revoke").status_code == 404
     alices.refresh_from_db()
     assert alices.revoked_at is None
+
+
+def test_each_key_shows_its_requests_and_tokens(alice: Client) -> None:
+    from apps.accounts.models import ApiKey
+    from apps.usage.models import UsageRecord
+
+    alice.post("/keys/", {"name": "laptop", "expires": "never"})
+    key = ApiKey.objects.get(name="laptop")
+    for _ in range(3):
+        UsageRecord.objects.create(
+            user=key.user,
+            api_key=key,
+            source="api",
+            model="github/openai/gpt-4.1",
+            provider="github",
+            input_tokens=10,
+            output_tokens=4,
+            status="ok",
+        )
+    assert "3 requests, 42 tokens" in text(alice.get("/keys/"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.accounts import keys_views, views
+from apps.accounts import views
 
 urlpatterns = [
     # Replaces allauth's login page (which also offers password sign-in).
@@ -10,6 +10,4 @@ urlpatterns = [
     path("waiting/", views.waiting, name="waiting"),
     path("users/", views.users, name="users"),
     path("users/<int:user_id>/<slug:action>", views.user_action, name="user_action"),
-    path("keys/", keys_views.api_keys, name="api_keys"),
-    path("keys/<int:key_id>/revoke", keys_views.api_key_revoke_view, name="api_key_revoke"),
 ]

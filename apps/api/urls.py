@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.api import anthropic_views, responses_views, views
+from apps.api import anthropic_views, keys_views, responses_views, views
 
 urlpatterns = [
+    # The page where people make their keys.
+    path("keys/", keys_views.api_keys, name="api_keys"),
+    path("keys/<int:key_id>/revoke", keys_views.api_key_revoke_view, name="api_key_revoke"),
     path("v1/openapi.json", views.openapi, name="v1_openapi"),
     path("v1/models", views.models, name="v1_models"),
     path("v1/models/<path:model_id>", views.model, name="v1_model"),

@@ -119,3 +119,16 @@ def daily_chart(queryset: QuerySet[UsageRecord], days: int = 30) -> Chart:
                 )
             )
     return chart
+
+
+async def usage_by_key(user_id: int) -> dict[int, tuple[int, int]]:
+    """Requests and tokens of each of the person's API keys, all time."""
+    rows = (
+        UsageRecord.objects.filter(user_id=user_id, api_key__isnull=False)
+        .values("api_key_id")
+        .annotate(requests=Count("id"), tokens=Sum("input_tokens") + Sum("output_tokens"))
+    )
+    return {
+        int(row["api_key_id"]): (int(row["requests"]), int(row["tokens"] or 0))
+        async for row in rows
+    }

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from apps.accounts.api_keys import api_key_create, api_key_revoke
 from apps.accounts.models import ApiKey, User
 from apps.providers import gateway
+from apps.usage.selectors import usage_by_key
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class ApiKeyForm(forms.Form):
 class KeyRow:
     key: ApiKey
     status: str  # "active", "revoked" or "expired"
+    requests: int = 0
+    tokens: int = 0
 
 
 def _status(key: ApiKey, now: dt.datetime) -> str:
@@ -90,7 +93,11 @@ async def _model_ids(user: User) -> tuple[list[str], bool]:
 
 async def _rows(user: User) -> list[KeyRow]:
     now = timezone.now()
-    return [KeyRow(key, _status(key, now)) async for key in ApiKey.objects.filter(user=user)]
+    usage = await usage_by_key(user.pk)
+    return [
+        KeyRow(key, _status(key, now), *usage.get(key.pk, (0, 0)))
+        async for key in ApiKey.objects.filter(user=user)
+    ]
 
 
 @require_http_methods(["GET", "POST"])
