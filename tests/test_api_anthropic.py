@@ -166,8 +166,11 @@ def test_thinking_arrives_as_a_thinking_block(client, fake_upstream):
     assert final.content[0].type == "thinking"
     assert final.content[0].thinking == "Weighing it up." and final.content[0].signature
     assert final.content[1].text == "Done."
-    # The thinking sent back is dropped, not forwarded as text.
-    assert "Weighing" not in json.dumps(fake_upstream.last_request("/v1/messages").json)
+    # Copilot serves Claude's Messages API natively: the thinking block goes back as it
+    # came, signature included, as Anthropic requires in a continued turn.
+    sent_back = fake_upstream.last_request("/v1/messages").json["messages"][1]["content"][0]
+    assert sent_back["type"] == "thinking" and sent_back["signature"]
+    assert sent_back["thinking"] == "Weighing it up."
 
 
 def test_stop_sequences_and_max_tokens_reach_the_upstream(client, fake_upstream):
@@ -423,3 +426,64 @@ def test_a_user_turn_becomes_tool_messages_then_the_rest_in_order():
     ]
     assert chat.thinking_budget == 2000 and chat.parallel_tool_calls is False
     assert (chat.tool_choice.mode, chat.tool_choice.name) == ("function", "a")
+
+
+def test_a_copilot_claude_request_passes_through_with_only_the_model_rewritten(
+    client, fake_upstream
+):
+    fake_upstream.script.echo = True
+    request = {
+        "model": CLAUDE,
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}
+                ],
+            }
+        ],
+    }
+    reply = client.messages.create(**request)
+    assert reply.content[0].text == "echo: hello"
+    upstream = fake_upstream.last_request("/v1/messages")
+    assert upstream.path == "/copilot/v1/messages"
+    assert upstream.json == request | {"model": "claude-sonnet-4.5"}
+    assert upstream.headers["x-initiator"] == "user"
+
+
+def test_a_pass_through_tool_result_turn_is_billed_to_the_agent(client, fake_upstream):
+    client.messages.create(
+        model=CLAUDE,
+        max_tokens=64,
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}],
+            },
+        ],
+    )
+    assert fake_upstream.last_request("/v1/messages").headers["x-initiator"] == "agent"
+
+
+def test_a_pass_through_stream_is_the_upstreams_own_event_stream(api, fake_upstream):
+    import httpx
+
+    body = {
+        "model": CLAUDE,
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with httpx.stream(
+        "POST", f"{api['base']}/v1/messages", json=body, headers={"x-api-key": api["ok"]}
+    ) as response:
+        ours = b"".join(response.iter_raw())
+    assert ours.count(b"event: message_start") == 1 and ours.rstrip().endswith(b"}")
+    assert b"event: message_stop" in ours

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from pydantic import ValidationError
 
 from apps.accounts.api_keys import api_key_allows
@@ -23,9 +31,11 @@ from apps.api.openai_schema import parse_json_body
 from apps.api.views import MODELS_HINT, api_view
 from apps.core import limits
 from apps.providers import errors, gateway
+from apps.providers.copilot import CopilotProvider
 from apps.providers.registry import resolve
-from apps.providers.types import ChatRequest, CompletionBuilder, ImagePart, StreamEvent
-from apps.usage.meter import metered
+from apps.providers.sse import SSEDecoder
+from apps.providers.types import ChatRequest, CompletionBuilder, ImagePart, StreamEvent, Usage
+from apps.usage.meter import metered, record_usage
 
 # count_tokens estimates: characters a token, and tokens an image.
 CHARS_PER_TOKEN = 4
@@ -41,12 +51,16 @@ def _anthropic_shape(
 @api_view("POST", error=_anthropic_shape)
 async def messages(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
     try:
-        body = MessagesIn.model_validate(parse_json_body(request.body))
+        raw = parse_json_body(request.body)
+        body = MessagesIn.model_validate(raw)
     except ValueError as exc:
         return _invalid(exc)
     resolved = await resolve(key.user_id, body.model)
     if not api_key_allows(key, resolved.model.id):
         return anthropic_error(f"This key may not use {resolved.model.id}. {MODELS_HINT}", 403)
+    native = await gateway.native_target(key.user_id, resolved.model.id, "/v1/messages")
+    if native is not None:
+        return await _pass_through(native, raw, key, resolved.model.id, resolved.model.upstream_id)
     chat = body.to_request()
     if not body.stream:
         builder = CompletionBuilder(resolved.model.id)
@@ -150,3 +164,141 @@ def _invalid(exc: ValueError) -> JsonResponse:
         message = first["msg"].removeprefix("Value error, ")
         return anthropic_error(f"{where}: {message}" if where else message, 400)
     return anthropic_error(str(exc), 400)
+
+
+# --- Native pass-through ----------------------------------------------------------------
+async def _pass_through(
+    provider: CopilotProvider, raw: dict[str, Any], key: ApiKey, model_id: str, upstream_id: str
+) -> HttpResponseBase:
+    """Copilot serves Anthropic's Messages API itself for its Claude models: the request
+    goes on as it came (thinking signatures, cache_control and all), with only the model id
+    rewritten, and the reply comes back byte for byte. Usage is read as it passes."""
+    messages = raw.get("messages") or []
+    last = messages[-1] if messages else {}
+    blocks = last.get("content") if isinstance(last, dict) else None
+    # A turn that only returns tool results is the agent's, not the person's (billing).
+    agent = (
+        isinstance(blocks, list)
+        and bool(blocks)
+        and all(isinstance(block, dict) and block.get("type") == "tool_result" for block in blocks)
+    )
+    vision = any(
+        isinstance(block, dict) and block.get("type") == "image"
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+    )
+    chunks = aiter(
+        provider.native(
+            "/v1/messages",
+            raw | {"model": upstream_id},
+            initiator="agent" if agent else "user",
+            vision=vision,
+        )
+    )
+    meter = _PassThroughMeter(key, model_id)
+    if not raw.get("stream"):
+        try:
+            data = b"".join([chunk async for chunk in chunks])
+        except errors.ProviderError as exc:
+            await meter.record("error", exc.code)
+            raise
+        meter.read_message(data)
+        await meter.record("ok")
+        return HttpResponse(data, content_type="application/json")
+    slot = f"streams:{key.user_id}"
+    await limits.acquire_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = b""
+    except BaseException as exc:
+        await limits.release_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
+        code = exc.code if isinstance(exc, errors.ProviderError) else "internal_error"
+        await meter.record("error", code)
+        raise
+    response = StreamingHttpResponse(
+        _pipe(first, chunks, meter, slot), content_type="text/event-stream; charset=utf-8"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+class _PassThroughMeter:
+    def __init__(self, key: ApiKey, model_id: str) -> None:
+        self.key = key
+        self.model_id = model_id
+        self.started = time.perf_counter()
+        self.first_token: float | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.decoder = SSEDecoder()
+
+    def read_message(self, data: bytes) -> None:
+        try:
+            usage = json.loads(data).get("usage") or {}
+        except (ValueError, AttributeError):
+            return
+        self._usage(usage)
+
+    def read_stream(self, chunk: bytes) -> None:
+        for event in self.decoder.feed(chunk):
+            try:
+                data = json.loads(event.data)
+            except ValueError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            if data.get("type") == "message_start":
+                self._usage((data.get("message") or {}).get("usage") or {})
+            elif data.get("type") == "message_delta":
+                self._usage(data.get("usage") or {})
+            elif data.get("type") == "content_block_delta" and self.first_token is None:
+                self.first_token = time.perf_counter()
+
+    def _usage(self, usage: dict[str, Any]) -> None:
+        read = usage.get("input_tokens")
+        if isinstance(read, int):
+            cached = usage.get("cache_read_input_tokens")
+            self.input_tokens = read + (cached if isinstance(cached, int) else 0)
+        wrote = usage.get("output_tokens")
+        if isinstance(wrote, int):
+            self.output_tokens = wrote
+
+    async def record(self, status: str, code: str = "") -> None:
+        await record_usage(
+            user_id=self.key.user_id,
+            api_key_id=self.key.pk,
+            source="api",
+            model=self.model_id,
+            usage=Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens),
+            started=self.started,
+            first_token=self.first_token,
+            status=status,
+            error_code=code,
+        )
+
+
+async def _pipe(
+    first: bytes, chunks: AsyncIterator[bytes], meter: _PassThroughMeter, slot: str
+) -> AsyncIterator[bytes]:
+    status, code = "ok", ""
+    try:
+        if first:
+            meter.read_stream(first)
+            yield first
+        async for chunk in chunks:
+            meter.read_stream(chunk)
+            yield chunk
+    except errors.ProviderError as exc:
+        # Mid-stream failure: the upstream's own bytes stop; say why, as Anthropic does.
+        status, code = "error", exc.code
+        yield MessageStreamWriter.error(exc.message, exc.status)
+    except BaseException:
+        status, code = "cancelled", "cancelled"
+        raise
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        await limits.release_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
+        await meter.record(status, code)

@@ -307,3 +307,32 @@ class CopilotProvider(Provider):
                 map_error=map_error,
             )
         )
+
+    async def native(
+        self, endpoint: str, body: dict[str, Any], *, initiator: str, vision: bool
+    ) -> AsyncIterator[bytes]:
+        """Send a client's request to Copilot's own ``endpoint`` as it came (only the model
+        id rewritten by the caller) and yield the reply's bytes untouched. Errors before
+        the first byte are typed; a refused token is refreshed once."""
+        session = await copilot_session(self.user_id)
+        for attempt in range(2):
+            headers = self._headers(session)
+            headers["X-Initiator"] = initiator
+            if vision:
+                headers["Copilot-Vision-Request"] = "true"
+            try:
+                async with open_response(
+                    "POST",
+                    f"{session.api_url}{endpoint}",
+                    label=LABEL,
+                    map_error=map_error,
+                    headers=headers,
+                    json_body=body,
+                ) as response:
+                    async for chunk in response.aiter_bytes():
+                        yield chunk
+                return
+            except errors.AuthenticationFailed:
+                if attempt:
+                    raise
+                session = await copilot_session(self.user_id, replace=session.token)

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 from apps.providers import errors
+from apps.providers.copilot import CopilotProvider
 from apps.providers.quota import remember_quota
 from apps.providers.registry import ModelCatalog, catalog_for, resolve
 from apps.providers.types import (
@@ -58,3 +59,14 @@ async def embed(user_id: int, request: EmbeddingRequest) -> Embeddings:
     resolved = await resolve(user_id, request.model)
     upstream_request = dataclasses.replace(request, model=resolved.model.upstream_id)
     return await resolved.provider.embed(upstream_request, resolved.model)
+
+
+async def native_target(user_id: int, model_id: str, endpoint: str) -> CopilotProvider | None:
+    """The provider that serves ``endpoint`` natively for this model — Copilot's
+    /v1/messages for Claude models — so a request can pass through with only its model id
+    rewritten; None when it must be translated."""
+    resolved = await resolve(user_id, model_id)
+    provider = resolved.provider
+    if isinstance(provider, CopilotProvider) and endpoint in resolved.model.endpoints:
+        return provider
+    return None
