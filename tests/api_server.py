@@ -66,6 +66,7 @@ def api(
         "API_MAX_BODY_BYTES": str(2 * 1024 * 1024),
         "API_KEY_REQUESTS_PER_MINUTE": "120",
         "API_MAX_CONCURRENT_STREAMS": "8",
+        "UPSTREAM_IDLE_TIMEOUT": "3",
     }
     python = sys.executable
     subprocess.run(

@@ -379,3 +379,20 @@ def test_the_openapi_document_covers_the_anthropic_and_responses_routes(api, fak
     assert "MessagesIn" in messages["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     anthropic_error = messages["responses"]["400"]["content"]["application/json"]["schema"]
     assert anthropic_error["properties"]["type"] == {"const": "error"}
+
+
+def test_a_retired_upstream_is_503_and_a_silent_one_504(api, fake_upstream):
+    headers = {"Authorization": f"Bearer {api['ok']}"}
+    body = {"model": "github/openai/gpt-4.1", "messages": [{"role": "user", "content": "x"}]}
+    fake_upstream.faults_for("ghmodels").unavailable = 410
+    retired = httpx.post(f"{api['base']}/v1/chat/completions", json=body, headers=headers)
+    assert retired.status_code == 503
+    assert "not available for this account" in retired.json()["error"]["message"]
+    fake_upstream.faults_for("ghmodels").unavailable = None
+    fake_upstream.faults.hang_before_headers = True
+    silent = httpx.post(
+        f"{api['base']}/v1/chat/completions", json=body, headers=headers, timeout=30
+    )
+    fake_upstream.release_hangs()
+    assert silent.status_code == 504
+    assert silent.json()["error"]["code"] == "upstream_timeout"

@@ -1,0 +1,58 @@
+"""Which keys open /v1: only live keys of active, approved people."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from apps.accounts.api_keys import api_key_authenticate, api_key_create, api_key_revoke
+from apps.accounts.models import User
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def alice() -> User:
+    return User.objects.create_user("alice", github_login="alice", approved_at=timezone.now())
+
+
+async def test_a_live_key_opens_the_api(alice):
+    _, raw = await api_key_create_async(alice)
+    key = await api_key_authenticate(raw)
+    assert key is not None and key.user_id == alice.pk
+
+
+async def test_a_disabled_persons_key_fails_at_once(alice):
+    _, raw = await api_key_create_async(alice)
+    await User.objects.filter(pk=alice.pk).aupdate(is_active=False)
+    assert await api_key_authenticate(raw) is None
+
+
+async def test_a_waiting_persons_key_fails(alice):
+    _, raw = await api_key_create_async(alice)
+    await User.objects.filter(pk=alice.pk).aupdate(approved_at=None)
+    assert await api_key_authenticate(raw) is None
+
+
+async def test_revoked_and_expired_keys_fail(alice):
+    from asgiref.sync import sync_to_async
+
+    key, raw = await api_key_create_async(alice)
+    await sync_to_async(api_key_revoke)(key=key)
+    assert await api_key_authenticate(raw) is None
+    _, old = await api_key_create_async(alice, expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert await api_key_authenticate(old) is None
+
+
+async def test_the_key_itself_is_not_stored(alice):
+    key, raw = await api_key_create_async(alice)
+    await key.arefresh_from_db()
+    assert raw not in (key.key_hash, key.prefix) and key.prefix == raw[:12]
+
+
+async def api_key_create_async(user: User, **options):  # type: ignore[no-untyped-def]
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(api_key_create)(user=user, name="k", **options)
