@@ -21,12 +21,20 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from apps.chat.routing import websocket_urlpatterns  # noqa: E402
+from apps.chat.startup import SweepOrphanedReplies  # noqa: E402
+from chatsite.lean import LeanASGIHandler, by_path  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+# The sweep marks replies a killed process left "streaming" before the first connection.
+application = SweepOrphanedReplies(
+    ProtocolTypeRouter(
+        {
+            # /v1 is called by programs with API keys: no session, cookie, CSRF, messages or
+            # admission middleware to run, so it gets a handler without them
+            # (bench/RESULTS.md).
+            "http": by_path("/v1", LeanASGIHandler(), otherwise=django_asgi_app),
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )

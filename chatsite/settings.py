@@ -14,6 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from redis.asyncio.retry import Retry as AsyncRedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as RedisRetry
 
 from chatsite.env import (
     ConfigError,
@@ -103,7 +106,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "whitenoise.runserver_nostatic",
+    "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
     "allauth",
@@ -121,7 +124,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "apps.core.middleware.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # ServeStatic, not WhiteNoise: WhiteNoise's middleware is sync-only, and one sync
+    # middleware makes Django run the whole stack in its single sync thread, so that every
+    # request, however async its view, waited in one line (measured: c=32 gave c=1's rate).
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -130,6 +136,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.accounts.middleware.AdmissionMiddleware",
+]
+
+# The /v1 API's middleware (chatsite/lean.py): security headers, nothing for browsers.
+LEAN_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "apps.core.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -175,6 +187,12 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # Keep each thread's connection: a new SQLite connection re-reads the schema on its
+    # first query, and closing the last one checkpoints the WAL — together most of an API
+    # request's time when every request opened one (bench/RESULTS.md). The /v1 handler and
+    # the websocket consumers run their queries on one long-lived thread; page requests
+    # get a thread each from Django, whose connection closes when the thread ends.
+    _database["CONN_MAX_AGE"] = None
 else:
     _database["CONN_HEALTH_CHECKS"] = True
     _database.setdefault("OPTIONS", {})["connect_timeout"] = 5
@@ -192,10 +210,17 @@ if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
     )
 
 if REDIS_URL:
+    # After Redis restarts, the pools still hold connections to the old server; without a
+    # retry the first command on each fails (a websocket refused, a page erroring) although
+    # Redis is back. Retry on a fresh connection, briefly: after 0.2 s, 0.4 s, 0.8 s.
+    _redis_backoff = ExponentialBackoff(cap=1, base=0.1)
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "chatsite:channels"},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "retry": AsyncRedisRetry(_redis_backoff, 3)}],
+                "prefix": "chatsite:channels",
+            },
         }
     }
     CACHES = {
@@ -203,13 +228,17 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "chatsite",
-            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+            "OPTIONS": {
+                "socket_connect_timeout": 5,
+                "socket_timeout": 5,
+                "retry": RedisRetry(_redis_backoff, 3),
+            },
         }
     }
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "apps.core.cache.InProcessCache"}}
     SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # Celery: a real broker with Redis; without it, tasks run in-process when called.
@@ -304,7 +333,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "servestatic.storage.CompressedManifestStaticFilesStorage"
         )
     },
 }

@@ -65,7 +65,7 @@ def test_embedded_defaults_use_sqlite_in_data_and_in_process_services(tmp_path):
     assert values["db_engine"] == "django.db.backends.sqlite3"
     assert values["db_name"] == str(tmp_path / "data" / "db.sqlite3")
     assert values["channel_layer"] == "channels.layers.InMemoryChannelLayer"
-    assert values["cache"].endswith("LocMemCache")
+    assert values["cache"].endswith("InProcessCache")
     assert values["eager"] is True
     assert values["debug"] is False
     assert values["cookie_secure"] is True and values["csrf_secure"] is True

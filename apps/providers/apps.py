@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class ProvidersConfig(AppConfig):
     name = "apps.providers"
     label = "providers"
+
+    def ready(self) -> None:
+        from apps.providers import signals
+
+        signals.connect()

@@ -12,12 +12,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import Q
+from django.core.cache import cache
 
 from apps.accounts import crypto
 from apps.accounts.models import UpstreamCredential
-from apps.accounts.selectors import acredential_read
 from apps.providers import errors
 from apps.providers.base import Provider
 from apps.providers.copilot import CopilotProvider
@@ -27,6 +27,7 @@ from apps.providers.openai_compat import OpenAICompatProvider
 from apps.providers.types import ModelInfo
 
 logger = logging.getLogger(__name__)
+ALIASES_CACHE_KEY = "providers:aliases"
 
 
 def connection_provider(connection: Connection) -> OpenAICompatProvider:
@@ -42,21 +43,67 @@ def connection_provider(connection: Connection) -> OpenAICompatProvider:
     )
 
 
+# What providers_for reads, cached: it runs on every API request and chat turn, and the
+# rows change rarely. apps/providers/signals.py forgets them on every write (shared cache:
+# every process sees it at once).
+ROWS_CACHE_SECONDS = 300
+CONNECTIONS_CACHE_KEY = "providers:connections"
+
+
+def credentials_cache_key(user_id: int) -> str:
+    return f"providers:credentials:{user_id}"
+
+
+def _credential_rows(user_id: int) -> tuple[str | None, bool]:
+    """(the sealed GitHub token or None, whether Copilot is connected)."""
+    rows = UpstreamCredential.objects.filter(
+        user_id=user_id,
+        kind__in=[UpstreamCredential.Kind.GITHUB_OAUTH, UpstreamCredential.Kind.COPILOT_GITHUB],
+    ).values_list("kind", "secret_encrypted")
+    found = dict(rows)
+    return (
+        found.get(UpstreamCredential.Kind.GITHUB_OAUTH),
+        UpstreamCredential.Kind.COPILOT_GITHUB in found,
+    )
+
+
+def _connection_rows() -> list[tuple[Connection, frozenset[int]]]:
+    """Every connection with the ids of the people it is shown to."""
+    return [
+        (connection, frozenset(user.pk for user in connection.users.all()))
+        for connection in Connection.objects.prefetch_related("users").order_by("name")
+    ]
+
+
+async def _provider_rows(user_id: int) -> tuple[str | None, bool, list[Connection]]:
+    credentials: tuple[str | None, bool] | None = await cache.aget(credentials_cache_key(user_id))
+    connections: list[tuple[Connection, frozenset[int]]] | None = await cache.aget(
+        CONNECTIONS_CACHE_KEY
+    )
+    if credentials is None or connections is None:
+        credentials, connections = await sync_to_async(
+            lambda: (_credential_rows(user_id), _connection_rows())
+        )()
+        await cache.aset(credentials_cache_key(user_id), credentials, ROWS_CACHE_SECONDS)
+        await cache.aset(CONNECTIONS_CACHE_KEY, connections, ROWS_CACHE_SECONDS)
+    github_sealed, copilot = credentials
+    visible = [
+        connection
+        for connection, user_ids in connections
+        if connection.visible_to_everyone or user_id in user_ids
+    ]
+    return (crypto.decrypt(github_sealed) if github_sealed else None), copilot, visible
+
+
 async def providers_for(user_id: int) -> list[Provider]:
     """The providers this user has credentials for, built-ins first."""
+    github_token, copilot, connections = await _provider_rows(user_id)
     found: list[Provider] = []
-    github_token = await acredential_read(
-        user_id=user_id, kind=UpstreamCredential.Kind.GITHUB_OAUTH
-    )
     if github_token:
         found.append(GitHubModelsProvider(user_id=user_id, token=github_token))
-    if await UpstreamCredential.objects.filter(
-        user_id=user_id, kind=UpstreamCredential.Kind.COPILOT_GITHUB
-    ).aexists():
+    if copilot:
         found.append(CopilotProvider(user_id=user_id))
-    visible = Connection.objects.filter(Q(visible_to_everyone=True) | Q(users__id=user_id))
-    async for connection in visible.distinct().order_by("name"):
-        found.append(connection_provider(connection))
+    found.extend(connection_provider(connection) for connection in connections)
     return found
 
 
@@ -89,11 +136,13 @@ async def catalog_for(user_id: int) -> ModelCatalog:
 
 
 async def aliases() -> dict[str, str]:
-    """Admin aliases override MODEL_ALIASES of the same name."""
-    mapping = dict(settings.MODEL_ALIASES)
-    async for alias in ModelAlias.objects.all():
-        mapping[alias.alias] = alias.target
-    return mapping
+    """Admin aliases override MODEL_ALIASES of the same name. Cached (every request
+    resolves a model id); the alias services forget the cached copy on every change."""
+    admin_made: dict[str, str] | None = await cache.aget(ALIASES_CACHE_KEY)
+    if admin_made is None:
+        admin_made = {alias.alias: alias.target async for alias in ModelAlias.objects.all()}
+        await cache.aset(ALIASES_CACHE_KEY, admin_made, 3600)
+    return dict(settings.MODEL_ALIASES) | admin_made
 
 
 @dataclass(frozen=True)

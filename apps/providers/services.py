@@ -11,6 +11,7 @@ from apps.accounts.models import UpstreamCredential, User
 from apps.accounts.services import credential_delete, credential_store
 from apps.providers.copilot_auth import exchange_token, forget_session
 from apps.providers.models import Connection, ModelAlias
+from apps.providers.registry import ALIASES_CACHE_KEY
 
 
 def _forget_catalogs(*keys: str) -> None:
@@ -45,11 +46,13 @@ def alias_save(*, alias: str, target: str) -> ModelAlias:
     record, _ = ModelAlias.objects.update_or_create(
         alias=alias.strip(), defaults={"target": target.strip()}
     )
+    _forget_catalogs(ALIASES_CACHE_KEY)
     return record
 
 
 def alias_delete(*, alias: ModelAlias) -> None:
     alias.delete()
+    _forget_catalogs(ALIASES_CACHE_KEY)
 
 
 async def copilot_connect(*, user_id: int, github_token: str) -> None:
