@@ -8,8 +8,12 @@ UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
+# 48 MiB websocket messages (also in the Dockerfile and compose.yaml): daphne's own 1 MiB
+# default closed the chat socket on any image over ~750 KB; the consumer refuses frames over
+# 32 MiB itself, with an error frame.
+DAPHNE_WS_LIMITS := --websocket-max-message-size 50331648 --websocket-max-frame-size 50331648
 
-.PHONY: run test lint fmt migrations worker beat superuser clean
+.PHONY: run test lint fmt migrations worker beat superuser clean bench bench-smoke
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -24,10 +28,18 @@ run: $(VENV)/.synced
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo "chatsite: serving on http://$(HOST):$(PORT)/"
-	exec $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) chatsite.asgi:application
+	exec $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) $(DAPHNE_WS_LIMITS) chatsite.asgi:application
 
 test: $(VENV)/.synced
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Benchmarks (bench/run.py): the full run writes bench/RESULTS.md; the smoke run proves
+# every scenario works, in a minute or two, and never asserts a time (CI runs it).
+bench: $(VENV)/.synced
+	$(PY) bench/run.py --uvicorn
+
+bench-smoke: $(VENV)/.synced
+	$(PY) bench/run.py --smoke
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
