@@ -19,14 +19,17 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# Re-sync only when the lock or the project file changed.
+# Re-sync only when the lock or the project file changed. Bytecode is compiled at install
+# time: with PYTHONDONTWRITEBYTECODE set (as on some machines) every start-up otherwise
+# compiled every library again, 3 of the 4 seconds it took (bench/RESULTS.md).
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
 run: $(VENV)/.synced
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) -m compileall -q apps chatsite
 	@echo "chatsite: serving on http://$(HOST):$(PORT)/"
 	exec $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) $(DAPHNE_WS_LIMITS) chatsite.asgi:application
 

@@ -14,9 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
-from redis.asyncio.retry import Retry as AsyncRedisRetry
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry as RedisRetry
 
 from chatsite.env import (
     ConfigError,
@@ -210,6 +207,11 @@ if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
     )
 
 if REDIS_URL:
+    # Imported here: redis-py takes half a second to import, and embedded mode needs none.
+    from redis.asyncio.retry import Retry as AsyncRedisRetry
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry as RedisRetry
+
     # After Redis restarts, the pools still hold connections to the old server; without a
     # retry the first command on each fails (a websocket refused, a page erroring) although
     # Redis is back. Retry on a fresh connection, briefly: after 0.2 s, 0.4 s, 0.8 s.
