@@ -6,6 +6,7 @@ Part of `make bench` (bench/run.py seeds the conversation and starts the server)
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -35,6 +36,10 @@ def measure(
             assert len(body["messages"]) == messages
 
     from playwright.sync_api import sync_playwright
+
+    # The browser is the user's machine, not a tool sharing the load generator's core: let
+    # it (a child of this thread) run on every core, as it would at home.
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
     from tests.browser import CHROMIUM_FLAGS, chromium_path
 
