@@ -54,4 +54,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; h = (os.environ.get('ALLOWED_HOSTS', '').replace(',', ' ').split() or ['localhost'])[0].lstrip('.').replace('*', 'localhost'); u.urlopen(u.Request('http://127.0.0.1:8000/healthz', headers={'Host': h}), timeout=8)"]
 
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "chatsite.asgi:application"]
+# 48 MiB websocket messages (as `make run`): daphne's 1 MiB default closed the chat socket
+# on any image over ~750 KB; the consumer itself refuses frames over 32 MiB.
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", \
+     "--websocket-max-message-size", "50331648", "--websocket-max-frame-size", "50331648", \
+     "chatsite.asgi:application"]

@@ -260,7 +260,11 @@ def test_app_services_share_one_image_and_build(compose):
     ("name", "expected"),
     [
         ("migrate", "python manage.py migrate --noinput"),
-        ("web", "daphne -b 0.0.0.0 -p 8000 --proxy-headers chatsite.asgi:application"),
+        (
+            "web",
+            "daphne -b 0.0.0.0 -p 8000 --proxy-headers --websocket-max-message-size 50331648 "
+            "--websocket-max-frame-size 50331648 chatsite.asgi:application",
+        ),
         ("worker", "celery -A chatsite worker --loglevel=INFO"),
         ("beat", "celery -A chatsite beat --loglevel=INFO --schedule /tmp/celerybeat-schedule"),
     ],

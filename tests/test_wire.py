@@ -1433,3 +1433,213 @@ def test_request_bodies_are_plain_json() -> None:
         responses_request_body(request, stream=True),
     ):
         assert json.loads(json.dumps(body)) == body
+
+
+# --- Whole streams as bytes, through the real decoding path, split anywhere -------------
+# What a provider does with an upstream's answer: httpx reads it in whatever pieces the
+# network gives, the SSE decoder makes events, each event's JSON goes to the wire parser.
+# Whatever the bytes and however they are split, the events come out the same, or a typed
+# ProviderError does; nothing else escapes and nothing hangs.
+import asyncio  # noqa: E402
+import itertools  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from unittest import mock  # noqa: E402
+
+import httpx  # noqa: E402
+
+from apps.providers import http as provider_http  # noqa: E402
+from apps.providers.chat_completions import stream_chat_completions  # noqa: E402
+from apps.providers.copilot import CopilotProvider  # noqa: E402
+from apps.providers.http import default_error  # noqa: E402
+
+PIPE_FUZZ = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+Pipeline = Callable[[], AsyncIterator[StreamEvent]]
+
+
+def _map_error(status: int, headers: httpx.Headers, body: bytes) -> errors.ProviderError:
+    return default_error("Upstream", status, headers, body)
+
+
+def _chat_pipeline() -> AsyncIterator[StreamEvent]:
+    return stream_chat_completions(
+        url="http://upstream.test/chat/completions",
+        headers={},
+        body={"stream": True},
+        label="Upstream",
+        map_error=_map_error,
+    )
+
+
+def _named_pipeline(parser: MessagesStreamParser | ResponsesStreamParser) -> Pipeline:
+    def run() -> AsyncIterator[StreamEvent]:
+        # Copilot's reader of Anthropic- and Responses-style streams; it uses nothing of
+        # the provider's own state.
+        provider = CopilotProvider.__new__(CopilotProvider)
+        return provider._stream_events(
+            "http://upstream.test/v1/messages", {}, {}, parser, lambda headers: []
+        )
+
+    return run
+
+
+PIPELINES: dict[str, Callable[[], Pipeline]] = {
+    "chat": lambda: _chat_pipeline,
+    "anthropic": lambda: _named_pipeline(MessagesStreamParser()),
+    "responses": lambda: _named_pipeline(ResponsesStreamParser()),
+}
+
+
+def through_http(
+    pipeline: Pipeline, chunks: list[bytes], *, status: int = 200, timeout: float = 5
+) -> list[StreamEvent] | errors.ProviderError:
+    """Serve ``chunks`` (each one network read) as the upstream's answer and run the
+    provider's reading of it: its events, or the typed error it raised."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"content-type": "text/event-stream"}, content=body())
+
+    async def run() -> list[StreamEvent] | errors.ProviderError:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        try:
+            with mock.patch.object(provider_http, "http_client", lambda: client):
+                return [event async for event in pipeline()]
+        except errors.ProviderError as exc:
+            return exc
+        finally:
+            await client.aclose()
+
+    async def bounded() -> list[StreamEvent] | errors.ProviderError:
+        # A decoder or parser that loops on some input would hang a reply forever.
+        return await asyncio.wait_for(run(), timeout)
+
+    return asyncio.run(bounded())
+
+
+def sse_bytes(events: list[tuple[str | None, Any]]) -> bytes:
+    out = b""
+    for name, data in events:
+        if name:
+            out += f"event: {name}\n".encode()
+        out += f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    return out
+
+
+RECORDED = {
+    "chat": sse_bytes([(None, chunk) for chunk in COPILOT_STREAM]) + b"data: [DONE]\n\n",
+    "anthropic": sse_bytes(ANTHROPIC_STREAM),
+    "responses": sse_bytes(RESPONSES_STREAM),
+}
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(set(points)), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@PIPE_FUZZ
+@given(kind=st.sampled_from(sorted(RECORDED)), data=st.data())
+def test_a_recorded_stream_gives_the_same_events_however_the_network_splits_it(
+    kind: str, data: st.DataObject
+) -> None:
+    stream = RECORDED[kind]
+    points = data.draw(st.lists(st.integers(0, len(stream)), max_size=40), label="cuts")
+    whole = through_http(PIPELINES[kind](), [stream])
+    assert isinstance(whole, list) and any(isinstance(event, Finish) for event in whole)
+    assert through_http(PIPELINES[kind](), cut(stream, points)) == whole
+
+
+# Pieces of streams: well-formed events, events the parsers must refuse, and raw bytes that
+# break lines, JSON and UTF-8 wherever they land.
+RAW_PIECES = [
+    b"data: {\n\n",  # JSON cut short
+    b"data: [DONE]\n\n",
+    b"data: null\n\n",
+    b"data: 12\n\n",
+    b'data: "text"\n\n',
+    b"data: \xff\xfe\n\n",  # not UTF-8
+    b"event: error\ndata: {}\n\n",
+    b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error"}}\n\n',
+    b'data: {"error": {"code": "rate_limit", "message": "wait 3 seconds"}}\n\n',
+    b": keep-alive\n\n",
+    b"\r\n",
+    b"\r",
+    b"\n\n",
+    b"retry: 10\n",
+    b"id: 7\n",
+    b"\xef\xbb\xbf",
+    b"\xe2\x82",  # half a character
+    b"data:",
+    b"event: message_stop\n",
+    b"data: " + b"[" * 5000 + b"\n\n",  # deeper than the stack
+    b'data: {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "'
+    + b"[" * 5000
+    + b'"}}]}}]}\n\n',
+]
+
+
+@st.composite
+def broken_streams(draw: st.DrawFn, kind: str) -> bytes:
+    events = {
+        "chat": chat_chunks.map(lambda c: (None, c)),
+        "anthropic": anthropic_events,
+        "responses": responses_stream_events,
+    }[kind]
+    recorded = [RECORDED[kind]]
+    piece = st.one_of(
+        events.map(
+            lambda event: sse_bytes([(event[0] if isinstance(event[0], str) else None, event[1])])
+        ),
+        st.sampled_from(RAW_PIECES + recorded),
+        st.binary(max_size=12),
+    )
+    return b"".join(draw(st.lists(piece, max_size=10)))
+
+
+@PIPE_FUZZ
+@given(kind=st.sampled_from(sorted(RECORDED)), data=st.data())
+def test_any_bytes_from_an_upstream_give_events_or_a_typed_error_and_never_hang(
+    kind: str, data: st.DataObject
+) -> None:
+    stream = data.draw(broken_streams(kind), label="stream")
+    points = data.draw(st.lists(st.integers(0, len(stream)), max_size=20), label="cuts")
+    whole = through_http(PIPELINES[kind](), [stream])
+    split = through_http(PIPELINES[kind](), cut(stream, points))
+    # Exceptions compare by identity: compare what a person would be told.
+    describe = lambda outcome: (  # noqa: E731
+        (type(outcome), outcome.message) if isinstance(outcome, Exception) else outcome
+    )
+    assert describe(split) == describe(whole)
+
+
+@pytest.mark.parametrize("kind", sorted(RECORDED))
+def test_an_endless_line_from_an_upstream_is_a_protocol_error(kind: str) -> None:
+    """One line over the decoder's 16 MiB bound, in 1 MiB reads: refused as malformed, not
+    buffered without end."""
+    chunk = b"data: " + b"x" * (1024 * 1024)
+    outcome = through_http(PIPELINES[kind](), [chunk] * 17, timeout=30)
+    assert isinstance(outcome, errors.UpstreamProtocolError), outcome
+
+
+@pytest.mark.parametrize("kind", sorted(RECORDED))
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html>Bad gateway</html>", b"\xff\xfe" * 50, b'{"error": 12}', b"[" * 5000],
+    ids=["empty", "html", "not utf-8", "odd json", "deep json"],
+)
+@pytest.mark.parametrize("status", [400, 429, 500, 503])
+def test_an_error_answer_of_any_body_is_a_typed_error(kind: str, body: bytes, status: int) -> None:
+    outcome = through_http(PIPELINES[kind](), [body], status=status)
+    assert isinstance(outcome, errors.ProviderError), outcome
+    assert outcome.status >= 400 and outcome.message
+
+
+@pytest.mark.parametrize("kind", sorted(RECORDED))
+def test_a_success_answer_that_is_not_a_stream_is_a_typed_error(kind: str) -> None:
+    outcome = through_http(PIPELINES[kind](), [b"<html><body>Welcome</body></html>"])
+    assert isinstance(outcome, errors.ProviderError), outcome

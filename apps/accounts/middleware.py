@@ -10,9 +10,21 @@ from django.urls import reverse
 
 from apps.accounts.models import User
 
-# Reachable while waiting for approval: the waiting page itself, signing out, static files,
-# health checks and the break-glass admin.
-_OPEN_PREFIXES = ("/waiting/", "/accounts/", "/static/", "/healthz", "/admin/")
+# Reachable while waiting for approval: the waiting page itself, signing in and out (and
+# their error pages), static files and health checks. Not the rest of /accounts/ nor
+# /admin/: allauth's pages let a waiting person add e-mail addresses, set a password or
+# drop their GitHub link, and the admin's sign-in page is for the break-glass superuser,
+# who is never waiting (found by the access matrix test).
+_OPEN_PREFIXES = (
+    "/waiting/",
+    "/accounts/login/",
+    "/accounts/logout/",
+    "/accounts/inactive/",
+    "/accounts/github/",
+    "/accounts/3rdparty/login/",
+    "/static/",
+    "/healthz",
+)
 
 
 def _must_wait(request: HttpRequest, user: User | AnonymousUser) -> bool:

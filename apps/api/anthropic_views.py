@@ -33,7 +33,7 @@ from apps.core import limits
 from apps.providers import errors, gateway
 from apps.providers.copilot import CopilotProvider
 from apps.providers.registry import resolve
-from apps.providers.sse import SSEDecoder
+from apps.providers.sse import SSEDecoder, SSEProtocolError
 from apps.providers.types import ChatRequest, CompletionBuilder, ImagePart, StreamEvent, Usage
 from apps.usage.meter import metered, record_usage
 
@@ -238,15 +238,23 @@ class _PassThroughMeter:
     def read_message(self, data: bytes) -> None:
         try:
             usage = json.loads(data).get("usage") or {}
-        except (ValueError, AttributeError):
+        # RecursionError: nesting deeper than the stack, which only metering would trip on.
+        except (ValueError, AttributeError, RecursionError):
             return
         self._usage(usage)
 
     def read_stream(self, chunk: bytes) -> None:
-        for event in self.decoder.feed(chunk):
+        try:
+            events = self.decoder.feed(chunk)
+        except SSEProtocolError:
+            # A line over the decoder's bound: the bytes still pass through untouched, and
+            # metering starts afresh rather than failing the reply.
+            self.decoder = SSEDecoder()
+            return
+        for event in events:
             try:
                 data = json.loads(event.data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if not isinstance(data, dict):
                 continue

@@ -231,3 +231,7 @@ def parse_json_body(body: bytes) -> Any:
         raise ValueError("The request body is not UTF-8.") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"The request body is not valid JSON ({exc.msg}).") from None
+    except RecursionError:
+        # Not a ValueError: "[" * 100_000 was a 500 with a traceback (found by the bad-input
+        # tests).
+        raise ValueError("The request body is nested too deeply.") from None

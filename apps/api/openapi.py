@@ -15,6 +15,13 @@ from apps.api.responses_schema import ResponseCreateIn
 REF = "#/components/schemas/{model}"
 
 
+_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+}
+
+
 def _error(shape: str) -> dict[str, Any]:
     if shape == "anthropic":
         return {
@@ -24,6 +31,9 @@ def _error(shape: str) -> dict[str, Any]:
                 "type": {"const": "error"},
                 "error": {
                     "type": "object",
+                    # Required, as every Anthropic error carries both (fuzzing checks replies
+                    # against this shape).
+                    "required": ["type", "message"],
                     "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
                 },
             },
@@ -73,18 +83,30 @@ def _operation(
     }
     content: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
     if streams:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+        # One server-sent event (before OpenAPI 3.2's itemSchema, `schema` describes each
+        # event): its JSON text in `data`, and on Anthropic and Responses streams its name.
+        content["text/event-stream"] = {"schema": _EVENT}
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {"200": {"description": "OK", "content": content}, **errors},
     }
     if body is not None:
-        schema = body.model_json_schema(ref_template=REF)
-        components.update(schema.pop("$defs", {}))
-        components[body.__name__] = schema
+        # The Anthropic and OpenAI modules both name classes MessageIn, ToolIn…: without a
+        # prefix one family's definitions overwrote the other's, and /v1/chat/completions
+        # was documented with Anthropic's messages (found by fuzzing from the document).
+        prefix = "Anthropic" if shape == "anthropic" else ""
+        template = REF.replace("{model}", prefix + "{model}")
+        schema = body.model_json_schema(ref_template=template)
+        definitions = {prefix + name: value for name, value in schema.pop("$defs", {}).items()}
+        definitions[prefix + body.__name__] = schema
+        for name, value in definitions.items():
+            if components.setdefault(name, value) != value:
+                raise ValueError(f"two request models are both named {name} in the document")
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=body.__name__)}}},
+            "content": {
+                "application/json": {"schema": {"$ref": template.format(model=body.__name__)}}
+            },
         }
     return operation
 

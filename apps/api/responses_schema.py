@@ -54,7 +54,11 @@ class MessageItemIn(_Lenient):
     role: Literal["user", "assistant", "system", "developer"]
     content: list[PartIn]
 
-    _content_parts = field_validator("content", mode="before")(_as_parts)
+    # json_schema_input_type: the document then says a string is accepted too (it said
+    # only a list, so fuzzing from it never sent the commonest form).
+    _content_parts = field_validator(
+        "content", mode="before", json_schema_input_type=str | list[PartIn]
+    )(_as_parts)
 
 
 class FunctionCallItemIn(_Lenient):
@@ -69,7 +73,9 @@ class FunctionCallOutputItemIn(_Lenient):
     call_id: str = Field(min_length=1)
     output: list[PartIn]
 
-    _output_parts = field_validator("output", mode="before")(_as_parts)
+    _output_parts = field_validator(
+        "output", mode="before", json_schema_input_type=str | list[PartIn]
+    )(_as_parts)
 
 
 class ReasoningItemIn(_Lenient):
@@ -177,7 +183,11 @@ class ResponseCreateIn(_Strict):
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
 
-    @field_validator("input", mode="before")
+    @field_validator(
+        "input",
+        mode="before",
+        json_schema_input_type=str | Annotated[list[ItemIn], Field(min_length=1)],
+    )
     @classmethod
     def _string_input(cls, value: Any) -> Any:
         """A string input is one user message."""

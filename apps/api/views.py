@@ -23,12 +23,14 @@ from pydantic import ValidationError
 
 from apps.accounts.api_keys import api_key_allows
 from apps.accounts.models import ApiKey
+from apps.api.anthropic_out import anthropic_error
 from apps.api.auth import authenticate
 from apps.api.errors import error_body, openai_error
 from apps.api.openai_out import ChunkWriter, completion_json, sse
 from apps.api.openai_schema import ChatCompletionIn, EmbeddingsIn, parse_json_body
 from apps.api.openapi import openapi_document
 from apps.core import limits
+from apps.core.outage import unavailable_message, unavailable_service
 from apps.providers import errors, gateway
 from apps.providers.registry import resolve
 from apps.providers.types import ChatRequest, CompletionBuilder, StreamEvent
@@ -62,17 +64,17 @@ def api_view(*methods: str, error: ErrorShape = _openai_shape) -> Callable[[ApiV
                     "method_not_allowed",
                     None,
                 )
-            key = await authenticate(request)
-            if key is None:
-                return error(
-                    "Missing, invalid, revoked or expired API key. Send it as "
-                    "'Authorization: Bearer <key>' or 'x-api-key'; keys are made on the "
-                    "API keys page.",
-                    401,
-                    "invalid_api_key",
-                    None,
-                )
             try:
+                key = await authenticate(request)
+                if key is None:
+                    return error(
+                        "Missing, invalid, revoked or expired API key. Send it as "
+                        "'Authorization: Bearer <key>' or 'x-api-key'; keys are made on the "
+                        "API keys page.",
+                        401,
+                        "invalid_api_key",
+                        None,
+                    )
                 await limits.count_request(
                     f"key:{key.pk}", limit=settings.API_KEY_REQUESTS_PER_MINUTE
                 )
@@ -83,7 +85,12 @@ def api_view(*methods: str, error: ErrorShape = _openai_shape) -> Callable[[ApiV
                 return error(exc.message, exc.status, exc.code, exc.retry_after)
             except RequestDataTooBig:
                 return error("The request body is too large.", 413, "request_too_large", None)
-            except Exception:
+            except Exception as exc:
+                if service := unavailable_service(exc):
+                    # The database or Redis restarting (keys, limits and usage live there):
+                    # a 503 a client retries, not a 500 that reads like a bug.
+                    logger.warning("%s refused, %s unreachable: %s", request.path, service, exc)
+                    return error(unavailable_message(service), 503, "service_unavailable", 5)
                 logger.exception("Unexpected error in %s", request.path)
                 return error(
                     "chatsite hit an unexpected error; it has been logged.",
@@ -95,6 +102,16 @@ def api_view(*methods: str, error: ErrorShape = _openai_shape) -> Callable[[ApiV
         return wrapper
 
     return decorate
+
+
+@csrf_exempt
+async def not_found(request: HttpRequest) -> HttpResponseBase:
+    """An unknown /v1 path, in the error shape its clients read (Anthropic's under
+    /v1/messages, OpenAI's elsewhere), whatever the method."""
+    message = f"There is no API route at {request.path!r}; see /v1/openapi.json."
+    if request.path.startswith("/v1/messages"):
+        return anthropic_error(message, 404)
+    return openai_error(message, 404, "not_found")
 
 
 async def openapi(request: HttpRequest) -> JsonResponse:

@@ -21,6 +21,7 @@ from apps.accounts.services import user_group
 from apps.chat import generation, replay, selectors, services, turns
 from apps.chat.models import Message
 from apps.chat.services import InvalidInput
+from apps.core.outage import unavailable_message, unavailable_service
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             content = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: "[" * 30_000 is not a ValueError; it closed the socket.
             await self.send_error("Frames must be JSON objects.", "bad_frame")
             return
         if not isinstance(content, dict):
@@ -92,6 +94,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_error(
                 str(exc),
                 "invalid",
+                client_id=content.get("client_id"),
+                conversation_id=content.get("conversation_id"),
+            )
+        except Exception as exc:
+            # The database or Redis restarting must not close the socket: say so for this
+            # frame; the next one works once it is back (connections are reopened).
+            service = unavailable_service(exc)
+            if service is None:
+                raise
+            logger.warning("Frame %r refused, %s unreachable: %s", kind, service, exc)
+            await self.send_error(
+                unavailable_message(service),
+                "service_unavailable",
                 client_id=content.get("client_id"),
                 conversation_id=content.get("conversation_id"),
             )

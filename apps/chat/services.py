@@ -66,6 +66,13 @@ def conversation_create(*, user_id: int, model: str) -> Conversation:
     return Conversation.objects.create(user_id=user_id, model=model)
 
 
+def check_model_id(model: str) -> str:
+    # Longer than the column: PostgreSQL refused the row (an error, not an answer).
+    if len(model) > Conversation._meta.get_field("model").max_length:  # type: ignore[operator]
+        raise InvalidInput("That is not a model id.")
+    return model
+
+
 def conversation_update(*, conversation: Conversation, **fields: object) -> Conversation:
     allowed = {"title", "pinned", "model", "system_prompt", "temperature"}
     unknown = set(fields) - allowed
@@ -73,6 +80,16 @@ def conversation_update(*, conversation: Conversation, **fields: object) -> Conv
         raise InvalidInput(f"Unknown field {sorted(unknown)[0]!r}.")
     if "title" in fields and not isinstance(fields["title"], str):
         raise InvalidInput("The title must be text.")
+    # Checked like the title: null or an object here failed on saving (or later, building
+    # the request) instead of answering (found by the bad-input tests).
+    if "system_prompt" in fields and not isinstance(fields["system_prompt"], str):
+        raise InvalidInput("The system prompt must be text.")
+    if "model" in fields:
+        if not isinstance(fields["model"], str):
+            raise InvalidInput("The model must be a model id.")
+        check_model_id(fields["model"])
+    if "pinned" in fields and not isinstance(fields["pinned"], bool):
+        raise InvalidInput("pinned must be true or false.")
     if "temperature" in fields and fields["temperature"] is not None:
         value = fields["temperature"]
         if not isinstance(value, int | float) or not 0 <= value <= 2:

@@ -14,6 +14,7 @@ from apps.accounts.services import user_group
 from apps.chat import replay, services
 from apps.chat.models import Conversation, Message
 from apps.chat.selectors import conversation_json
+from apps.core.redis import redis_configured
 from apps.providers import errors, gateway
 from apps.providers.types import ChatRequest
 from apps.providers.types import Message as ChatMessage
@@ -101,15 +102,21 @@ async def _title_conversation(conversation_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_interrupted_replies() -> int:
     """Mark replies whose generation is gone (its process died) as interrupted, keeping
-    their text. Runs every minute under Celery beat; opening such a conversation does the
-    same at once."""
+    their text. Runs every minute under Celery beat, and once when a web process starts
+    (apps.chat.startup); opening such a conversation does the same at once."""
     return int(async_to_sync(_sweep_interrupted_replies)())
 
 
-async def _sweep_interrupted_replies() -> int:
-    cutoff = timezone.now() - timedelta(seconds=replay.RUNNING_TTL * 2)
+async def _sweep_interrupted_replies(*, at_startup: bool = False) -> int:
+    if at_startup and not redis_configured():
+        # Embedded mode has one web process, and it has only just started: no reply can be
+        # generating, so every one still "streaming" was left by the process before it.
+        cutoff = timezone.now()
+    else:
+        # Another process may have just opened a reply and not yet set its running mark.
+        cutoff = timezone.now() - timedelta(seconds=replay.RUNNING_TTL * 2)
     candidates = Message.objects.filter(
-        status=Message.Status.STREAMING, updated_at__lt=cutoff
+        status=Message.Status.STREAMING, updated_at__lte=cutoff
     ).values_list("id", "conversation_id")
     orphaned = []
     async for message_id, conversation_id in candidates:

@@ -37,7 +37,7 @@ def _conversation(
 def _check_model(model: object) -> str:
     if not isinstance(model, str) or not model.strip():
         raise InvalidInput("Choose a model first.")
-    return model.strip()
+    return services.check_model_id(model.strip())
 
 
 def _message_id(value: object) -> int:

@@ -79,7 +79,8 @@ def conversation(request: HttpRequest, conversation_id: int) -> JsonResponse:
             if not isinstance(fields, dict):
                 raise InvalidInput("Send a JSON object.")
             services.conversation_update(conversation=item, **fields)
-        except ValueError as exc:
+        # RecursionError: JSON nested deeper than Python's stack was a 500.
+        except (ValueError, RecursionError) as exc:
             return _json_error(str(exc) if isinstance(exc, InvalidInput) else "Send a JSON object.")
     return JsonResponse(_detail(item))
 
@@ -90,7 +91,7 @@ def switch_version(request: HttpRequest, conversation_id: int) -> JsonResponse:
     item = _owned(request, conversation_id)
     try:
         message_id = json.loads(request.body or b"{}").get("message_id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return _json_error('Send {"message_id": …}.')
     message = (
         Message.objects.filter(conversation=item, pk=message_id).first()

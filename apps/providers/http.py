@@ -62,7 +62,9 @@ def upstream_message(body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip()
     try:
         parsed: Any = json.loads(text)
-    except ValueError:
+    # RecursionError: JSON nested deeper than the stack is not a ValueError; from an
+    # upstream it escaped every handler as an untyped error (found by the wire fuzz tests).
+    except (ValueError, RecursionError):
         return text[:500]
     if isinstance(parsed, dict):
         error = parsed.get("error")
@@ -81,7 +83,7 @@ def upstream_message(body: bytes) -> str:
 def upstream_code(body: bytes) -> str:
     try:
         parsed: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if isinstance(parsed, dict):
         error = parsed.get("error")
@@ -120,7 +122,8 @@ def default_error(
     detail = f": {message}" if message else ""
     if status == 429:
         wait = retry_after_seconds(headers, message)
-        when = f" Try again in {wait:g} seconds." if wait is not None else ""
+        unit = "second" if wait == 1 else "seconds"
+        when = f" Try again in {wait:g} {unit}." if wait is not None else ""
         return errors.RateLimited(
             f"{label} is rate limiting this account.{when}",
             retry_after=wait,
@@ -233,7 +236,7 @@ async def read_json(response: httpx.Response, label: str) -> Any:
         raise _transport_error(label, exc, mid_stream=True) from exc
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise errors.UpstreamProtocolError(
             f"{label} answered with something that is not JSON."
         ) from None
@@ -257,7 +260,7 @@ async def iter_sse(response: httpx.Response, label: str) -> AsyncIterator[SSEEve
 def parse_event_json(event: SSEEvent, label: str) -> dict[str, Any]:
     try:
         data = json.loads(event.data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise errors.UpstreamProtocolError(f"{label} sent an event that is not JSON.") from None
     if not isinstance(data, dict):
         raise errors.UpstreamProtocolError(f"{label} sent an event that is not a JSON object.")

@@ -77,7 +77,8 @@ class Faults:
     """Failures to inject. ``upstream.faults`` applies to every prefix,
     ``upstream.faults_for(prefix)`` to one; a prefix's own setting is consulted first.
     Faults hit the inference endpoints (POST); model lists only with ``affect_model_lists``
-    (``unavailable`` always hits them: a retired service has no catalog either)."""
+    (``unavailable`` always hits them: a retired service has no catalog either). A whole
+    (non-streamed) chat completion meets the mid-stream faults before its first byte."""
 
     rate_limit_once: bool = False
     rate_limit_always: bool = False
@@ -411,6 +412,9 @@ def has_image(body: Json) -> bool:
         ):
             return True
     return False
+
+
+MAX_EMBEDDING_DIMENSIONS = 3072  # text-embedding-3-large's; more is refused with a 400
 
 
 def embedding(text: str, dimensions: int) -> list[float]:
@@ -943,6 +947,8 @@ class FakeUpstream:
         )
         headers = self._reply_headers(request)
         if not body.get("stream"):
+            if (faulted := await self._whole_reply_faults(request, reply)) is not None:
+                return faulted
             return json_response(chunks.completion(), headers=headers)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         sse = SSE(self, request, request[FAULTS], reply.delay)
@@ -959,6 +965,30 @@ class FakeUpstream:
             await sse.send(chunks.usage_chunk())
         await sse.send("[DONE]")
         return await sse.finish()
+
+    async def _whole_reply_faults(
+        self, request: web.Request, reply: Reply
+    ) -> web.StreamResponse | None:
+        """A whole (non-streamed) reply is sent when its generation ends, so the mid-reply
+        faults strike before its first byte: slow pieces add up to a wait, a hang is
+        silence, a reset closes the connection with no answer."""
+        faults: list[Faults] = request[FAULTS]
+        if _first(faults, "slow_tokens") is not None:
+            await asyncio.sleep(reply.delay * len(reply.pieces))
+        if _first(faults, "hang_mid_stream") is not None:
+            await self.hang()
+            return web.Response(status=504, text="released")
+        if _first(faults, "reset_mid_stream") is not None:
+            record: RecordedRequest = request[RECORD]
+            record.server_reset = True
+            transport = request.transport
+            if transport is not None:
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()
+            return web.Response(status=502, text="reset")  # never reaches the client
+        return None
 
     # --- Copilot: OpenAI Responses API ---------------------------------------------------
     async def responses(self, request: web.Request) -> web.StreamResponse:
@@ -1018,6 +1048,11 @@ class FakeUpstream:
         inputs = body.get("input")
         texts = [str(t) for t in inputs] if isinstance(inputs, list) else [str(inputs or "")]
         dimensions = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 8
+        if dimensions > MAX_EMBEDDING_DIMENSIONS:
+            # As OpenAI answers (the fuzz tests send any number; building a vector that
+            # long would stall the fake's loop).
+            message = f"dimensions must be at most {MAX_EMBEDDING_DIMENSIONS}"
+            return _error(request[PREFIX], 400, "invalid_request_error", message)
         data = []
         for index, text in enumerate(texts):
             vector: Any = embedding(text, dimensions)

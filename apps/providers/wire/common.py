@@ -111,7 +111,7 @@ def arguments_object(arguments: str) -> dict[str, Any]:
         return {}
     try:
         parsed: Any = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the stack
         return {"_unparsed_arguments": arguments}
     if isinstance(parsed, dict):
         return parsed
