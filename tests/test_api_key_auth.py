@@ -56,3 +56,45 @@ async def api_key_create_async(user: User, **options):  # type: ignore[no-untype
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(api_key_create)(user=user, name="k", **options)
+
+
+# Records are cached after a first use (apps/accounts/api_keys.py); every change below must
+# still fail the very next request.
+
+
+async def test_a_used_key_fails_at_once_when_revoked(alice):
+    from asgiref.sync import sync_to_async
+
+    key, raw = await api_key_create_async(alice)
+    assert await api_key_authenticate(raw) is not None  # now cached
+    await sync_to_async(api_key_revoke)(key=key)
+    assert await api_key_authenticate(raw) is None
+
+
+async def test_a_used_key_fails_at_once_when_its_owner_is_disabled_or_unapproved(alice):
+    from asgiref.sync import sync_to_async
+
+    from apps.accounts.services import user_disable, user_enable
+
+    _, raw = await api_key_create_async(alice)
+    assert await api_key_authenticate(raw) is not None
+    await sync_to_async(user_disable)(user=alice)
+    assert await api_key_authenticate(raw) is None
+    await sync_to_async(user_enable)(user=alice)
+    assert await api_key_authenticate(raw) is not None
+    alice.approved_at = None
+    await alice.asave()
+    assert await api_key_authenticate(raw) is None
+
+
+async def test_a_used_key_fails_once_it_expires_or_its_owner_is_deleted(alice):
+    import asyncio
+
+    _, raw = await api_key_create_async(alice, expires_at=timezone.now() + dt.timedelta(seconds=1))
+    assert await api_key_authenticate(raw) is not None
+    await asyncio.sleep(1.1)
+    assert await api_key_authenticate(raw) is None
+    _, other = await api_key_create_async(alice)
+    assert await api_key_authenticate(other) is not None
+    await alice.adelete()
+    assert await api_key_authenticate(other) is None

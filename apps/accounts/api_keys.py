@@ -48,12 +48,29 @@ def api_key_revoke(*, key: ApiKey) -> None:
         key.save(update_fields=["revoked_at"])
 
 
+# A key's record (with its owner) is cached by hash: every API request authenticates, and
+# the query was a large share of a request's time (bench/RESULTS.md). apps/accounts/signals.py
+# forgets the cached record whenever the key or its owner is saved or deleted, in the shared
+# cache, so a revoked key or a disabled person fails at once in every process. Validity is
+# still checked on every request against the record.
+_KEY_CACHE_SECONDS = 60
+
+
+def key_cache_key(key_hash: str) -> str:
+    return f"accounts:api_key:{key_hash}"
+
+
 async def api_key_authenticate(raw: str) -> ApiKey | None:
     """The key's record when it is valid now: not revoked, not expired, and its owner is
     active and approved. None otherwise — the caller answers 401 either way."""
     if not raw.startswith(KEY_PREFIX) or len(raw) > 200:
         return None
-    key = await ApiKey.objects.select_related("user").filter(key_hash=_hash(raw)).afirst()
+    digest = _hash(raw)
+    key: ApiKey | None = await cache.aget(key_cache_key(digest))
+    if key is None:
+        key = await ApiKey.objects.select_related("user").filter(key_hash=digest).afirst()
+        if key is not None:
+            await cache.aset(key_cache_key(digest), key, _KEY_CACHE_SECONDS)
     if key is None or key.revoked_at is not None:
         return None
     if key.expires_at is not None and key.expires_at <= timezone.now():
