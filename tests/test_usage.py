@@ -58,6 +58,31 @@ async def test_api_requests_are_recorded_with_tokens_latency_and_status(
     assert records[2].error_code == "upstream_error" and records[2].output_tokens == 0
 
 
+async def test_responses_and_messages_requests_are_recorded_too(alice_key, fake_upstream):
+    client = AsyncClient()
+    for path, body in [
+        ("/v1/responses", {"model": MODEL, "input": "hi"}),
+        ("/v1/responses", {"model": MODEL, "input": "hi", "stream": True}),
+        (
+            "/v1/messages",
+            {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ]:
+        response = await client.post(
+            path,
+            json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {alice_key}"},
+        )
+        if response.streaming:
+            b"".join([chunk async for chunk in response.streaming_content])
+        assert response.status_code == 200, path
+
+    records = [record async for record in UsageRecord.objects.order_by("id")]
+    assert [(r.source, r.status) for r in records] == [("api", "ok")] * 3
+    assert all(r.output_tokens > 0 and r.api_key_id is not None for r in records)
+
+
 async def test_chat_replies_are_recorded_too(sign_in, fake_upstream):
     from tests.test_chat_socket import connect, frames_until, send
 

@@ -28,14 +28,14 @@ from apps.accounts.models import ApiKey
 from apps.api.anthropic_out import MessageStreamWriter, anthropic_error, message_json
 from apps.api.anthropic_schema import CountTokensIn, MessagesIn
 from apps.api.openai_schema import parse_json_body
-from apps.api.views import MODELS_HINT, api_view
+from apps.api.views import MODELS_HINT, api_view, metered_chat
 from apps.core import limits
 from apps.providers import errors, gateway
 from apps.providers.copilot import CopilotProvider
 from apps.providers.registry import resolve
 from apps.providers.sse import SSEDecoder, SSEProtocolError
 from apps.providers.types import ChatRequest, CompletionBuilder, ImagePart, StreamEvent, Usage
-from apps.usage.meter import metered, record_usage
+from apps.usage.meter import record_usage
 
 # count_tokens estimates: characters a token, and tokens an image.
 CHARS_PER_TOKEN = 4
@@ -64,12 +64,12 @@ async def messages(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
     chat = body.to_request()
     if not body.stream:
         builder = CompletionBuilder(resolved.model.id)
-        async for event in _metered_chat(key, chat, resolved.model.id):
+        async for event in metered_chat(key, chat, resolved):
             builder.add(event)
         return JsonResponse(message_json(builder.build(), model=resolved.model.id))
     slot = f"streams:{key.user_id}"
     await limits.acquire_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
-    events = aiter(_metered_chat(key, chat, resolved.model.id))
+    events = aiter(metered_chat(key, chat, resolved))
     # Wait for the first event before answering, so that failing at the start (a 429, an
     # unknown model upstream) is a real HTTP status rather than an error inside a 200 stream.
     try:
@@ -86,17 +86,6 @@ async def messages(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
-
-
-def _metered_chat(key: ApiKey, chat: ChatRequest, model_id: str) -> AsyncIterator[StreamEvent]:
-    """The reply's events, recorded on the usage page when they end (however they end)."""
-    return metered(
-        gateway.stream_chat(key.user_id, chat),
-        user_id=key.user_id,
-        model=model_id,
-        source="api",
-        api_key_id=key.pk,
-    )
 
 
 async def _stream(

@@ -22,9 +22,9 @@ from apps.api.responses_schema import (
     message_from_json,
     message_to_json,
 )
-from apps.api.views import MODELS_HINT, api_view
+from apps.api.views import MODELS_HINT, api_view, metered_chat
 from apps.core import limits
-from apps.providers import errors, gateway
+from apps.providers import errors
 from apps.providers.registry import resolve
 from apps.providers.types import Message, StreamEvent
 
@@ -58,14 +58,14 @@ async def responses(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
     chat = body.to_request(history)
     writer = ResponseWriter(body, model=resolved.model.id)
     if not body.stream:
-        async for event in gateway.stream_chat(key.user_id, chat):
+        async for event in metered_chat(key, chat, resolved):
             writer.event(event)
         writer.finish()
         await _store(writer, key, history, body.store)
         return JsonResponse(writer.response_json())
     slot = f"streams:{key.user_id}"
     await limits.acquire_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
-    events = aiter(gateway.stream_chat(key.user_id, chat))
+    events = aiter(metered_chat(key, chat, resolved))
     # Wait for the first event before answering, so that failing at the start (a 429, an
     # unknown model upstream) is a real HTTP status rather than an error inside a 200 stream.
     try:

@@ -32,7 +32,7 @@ from apps.api.openapi import openapi_document
 from apps.core import limits
 from apps.core.outage import unavailable_message, unavailable_service
 from apps.providers import errors, gateway
-from apps.providers.registry import resolve
+from apps.providers.registry import Resolved, resolve
 from apps.providers.types import ChatRequest, CompletionBuilder, StreamEvent
 from apps.usage.meter import metered, record_usage
 
@@ -160,12 +160,12 @@ async def chat_completions(request: HttpRequest, key: ApiKey) -> HttpResponseBas
     chat = body.to_request()
     if not body.stream:
         builder = CompletionBuilder(resolved.model.id)
-        async for event in _metered_chat(key, chat, resolved.model.id):
+        async for event in metered_chat(key, chat, resolved):
             builder.add(event)
         return JsonResponse(completion_json(builder.build(), model=resolved.model.id))
     slot = f"streams:{key.user_id}"
     await limits.acquire_slot(slot, limit=settings.API_MAX_CONCURRENT_STREAMS)
-    events = aiter(_metered_chat(key, chat, resolved.model.id))
+    events = aiter(metered_chat(key, chat, resolved))
     # Wait for the first event before answering, so that failing at the start (a 429, an
     # unknown model upstream) is a real HTTP status rather than an error inside a 200 stream.
     try:
@@ -262,11 +262,13 @@ async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponseBase:
     )
 
 
-def _metered_chat(key: ApiKey, chat: ChatRequest, model_id: str) -> AsyncIterator[StreamEvent]:
+def metered_chat(key: ApiKey, chat: ChatRequest, resolved: Resolved) -> AsyncIterator[StreamEvent]:
+    """The reply's events for every /v1 route, recorded on the usage page when they end
+    (however they end)."""
     return metered(
-        gateway.stream_chat(key.user_id, chat),
+        gateway.stream_chat(key.user_id, chat, resolved=resolved),
         user_id=key.user_id,
-        model=model_id,
+        model=resolved.model.id,
         source="api",
         api_key_id=key.pk,
     )

@@ -11,6 +11,7 @@ import httpx
 from apps.providers import errors
 from apps.providers.http import (
     ErrorMapper,
+    drain,
     iter_sse,
     open_response,
     parse_event_json,
@@ -43,7 +44,8 @@ async def stream_chat_completions(
                 yield event
         parser = ChatChunkParser()
         finished = done = False
-        async for sse in iter_sse(response, label):
+        events = iter_sse(response, label)
+        async for sse in events:
             if sse.data == "[DONE]":
                 done = True
                 break
@@ -53,6 +55,8 @@ async def stream_chat_completions(
         for event in parser.finish():
             finished = finished or isinstance(event, Finish)
             yield event
+        if done:
+            await drain(events)
         if not (done or finished):
             # The connection closed cleanly but the reply never said it was complete.
             raise errors.UpstreamUnreachable(

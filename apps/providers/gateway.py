@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from apps.providers import errors
 from apps.providers.copilot import CopilotProvider
 from apps.providers.quota import remember_quota
-from apps.providers.registry import ModelCatalog, catalog_for, resolve
+from apps.providers.registry import ModelCatalog, Resolved, catalog_for, resolve
 from apps.providers.types import (
     ChatRequest,
     Completion,
@@ -24,10 +24,14 @@ async def models_for_user(user_id: int) -> ModelCatalog:
     return await catalog_for(user_id)
 
 
-async def stream_chat(user_id: int, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+async def stream_chat(
+    user_id: int, request: ChatRequest, *, resolved: Resolved | None = None
+) -> AsyncIterator[StreamEvent]:
     """Stream a reply; ``request.model`` may be canonical, bare or an alias. Quota
-    figures the upstream reports are remembered for the UI and passed on too."""
-    resolved = await resolve(user_id, request.model)
+    figures the upstream reports are remembered for the UI and passed on too. A caller
+    that has resolved the model already (to check a key's allowlist) passes it along."""
+    if resolved is None:
+        resolved = await resolve(user_id, request.model)
     if resolved.model.capabilities.embeddings:
         raise errors.InvalidRequest(
             f"{resolved.model.id} is an embeddings model, not a chat model."

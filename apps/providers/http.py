@@ -16,6 +16,7 @@ from django.conf import settings
 
 from apps.providers import errors
 from apps.providers.sse import SSEDecoder, SSEEvent, SSEProtocolError
+from apps.providers.transport import upstream_transport
 
 # httpx connections belong to the loop that opened them. daphne runs one loop per process,
 # so in production this is one client per process; tests get a fresh one per test loop.
@@ -41,11 +42,13 @@ def http_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
+        limits = httpx.Limits(
+            max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30
+        )
         client = httpx.AsyncClient(
             timeout=request_timeout(),
-            limits=httpx.Limits(
-                max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30
-            ),
+            limits=limits,
+            transport=upstream_transport(limits),
             headers={"User-Agent": "chatsite"},
         )
         _clients[loop] = client
@@ -245,8 +248,12 @@ async def read_json(response: httpx.Response, label: str) -> Any:
 async def iter_sse(response: httpx.Response, label: str) -> AsyncIterator[SSEEvent]:
     """The server-sent events of a streaming response, with network failures typed."""
     decoder = SSEDecoder()
+    # Event streams come unencoded; the raw bytes then skip httpx's decoding layer, one
+    # generator less per network chunk (every token is one).
+    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+    chunks = response.aiter_bytes() if encoded else response.aiter_raw()
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in chunks:
             for event in decoder.feed(chunk):
                 yield event
     except httpx.HTTPError as exc:
@@ -255,6 +262,24 @@ async def iter_sse(response: httpx.Response, label: str) -> AsyncIterator[SSEEve
         raise errors.UpstreamProtocolError(f"{label} sent a malformed stream: {exc}") from exc
     for event in decoder.close():
         yield event
+
+
+# After the last event a well-behaved upstream has only the end of the chunked body left;
+# reading it lets httpx return the connection to the pool. A response closed with bytes
+# unread makes httpx drop its connection, and every next request paid a new TCP connect
+# (bench/RESULTS.md). Bounded, so an upstream that keeps the stream open costs little.
+_DRAIN_EVENTS = 16
+_DRAIN_SECONDS = 0.5
+
+
+async def drain(events: AsyncIterator[SSEEvent]) -> None:
+    """Read what is left after the last event, briefly, so the connection is reused."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            for _ in range(_DRAIN_EVENTS):
+                await anext(events)
+    except (StopAsyncIteration, TimeoutError, errors.ProviderError):
+        return  # the connection is dropped on close; the reply itself is whole
 
 
 def parse_event_json(event: SSEEvent, label: str) -> dict[str, Any]:

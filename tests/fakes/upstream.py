@@ -107,6 +107,7 @@ class RecordedRequest:
     client_disconnected: bool = False
     disconnected_at: float | None = None
     server_reset: bool = False  # the fake itself reset the connection (reset_mid_stream)
+    client_port: int = 0  # tells one client connection from another (connection reuse)
 
 
 # What the shared guard (auth, early faults) hands on to the endpoint handlers.
@@ -765,6 +766,9 @@ class FakeUpstream:
             json=body,
             started=time.monotonic(),
             prefix=request.path.split("/")[1],
+            client_port=(request.transport.get_extra_info("peername") or ("", 0))[1]
+            if request.transport
+            else 0,
         )
         request[RECORD] = record
         self.requests.append(record)
