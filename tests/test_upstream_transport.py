@@ -5,10 +5,12 @@ timeouts and refusals become httpx's own errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ssl
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 from cryptography import x509
@@ -21,7 +23,7 @@ from apps.providers.http import http_client
 from apps.providers.transport import AsyncioBackend, upstream_transport
 from apps.providers.types import ChatRequest, Message
 
-LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30)
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=10, keepalive_expiry=30)
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -91,6 +93,66 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused():
         assert (await client.get(url)).text == "ok"
     await server.stop()
     assert server.connections == 2
+
+
+class GatheringServer(TinyServer):
+    """Holds every request until ``expected`` are in flight at once (or 2 s pass)."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.gathered = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    break
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                if self.in_flight >= self.expected:
+                    self.gathered.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.gathered.wait(), 2)
+                self.in_flight -= 1
+                writer.write(RESPONSE)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+async def test_a_burst_gets_a_connection_each_when_some_are_idle(monkeypatch):
+    retries = []
+    clear = httpcore._async.connection_pool.AsyncPoolRequest.clear_connection
+
+    def counted(self: object) -> None:
+        retries.append(self)
+        clear(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(
+        httpcore._async.connection_pool.AsyncPoolRequest, "clear_connection", counted
+    )
+    # 10 idle connections kept, then 30 requests at once: each must get a connection of
+    # its own at once (10 reused, 20 new). httpcore's own bookkeeping handed one idle
+    # connection to several waiting requests, which then queued behind each other.
+    server = GatheringServer(expected=10)
+    url = await server.start()
+    async with _client() as client:
+        await asyncio.gather(*(client.get(url) for _ in range(10)))
+        assert server.connections == 10
+        server.expected, server.most_in_flight = 30, 0
+        server.gathered = asyncio.Event()
+        responses = await asyncio.gather(*(client.get(url) for _ in range(30)))
+    await server.stop()
+    assert all(response.text == "ok" for response in responses)
+    assert server.most_in_flight == 30
+    assert server.connections == 30
+    assert retries == []  # no request was handed a connection another one held
 
 
 def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -91,47 +91,58 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class _Pool(httpcore.AsyncConnectionPool):
-    """httpcore's pool with its bookkeeping in linear time.
+    """httpcore's pool (HTTP/1.1 only, as we use it) with its bookkeeping fixed.
 
-    httpcore runs this after every request start and end. Its version counts the pool's
-    connections once per idle connection (quadratic: 6 % of a request's CPU with 32 in
-    flight). This is the same logic (httpcore 1.0) with the count taken once, and the
-    candidate lists built only for the requests that wait.
+    httpcore runs this after every request start and end. Two faults of its version
+    showed under a burst of streams (bench/RESULTS.md):
+    - an idle connection already handed to a request that has not started on it yet still
+      looks available, so the next requests are handed the same one, fail to get it, and
+      go round again: with 500 streams arriving at once and 200 idle connections, requests
+      waited in that loop while the pool never grew (rounds took 2x the CPU of the first);
+    - it counted the pool's connections once per idle connection (quadratic).
+    Here a connection held by any request is never offered again, and idle ones are only
+    closed (over the keep-alive limit) when nobody holds them.
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
-        for connection in list(self._connections):
-            if connection.is_closed():
-                self._connections.remove(connection)
-            elif connection.has_expired() or (
-                # httpcore compares the number of all connections, idle or not.
-                connection.is_idle() and len(self._connections) > self._max_keepalive_connections
+        held = {id(request.connection) for request in self._requests if request.connection}
+        for pooled in list(self._connections):
+            if pooled.is_closed():
+                self._connections.remove(pooled)
+            elif pooled.has_expired() or (
+                id(pooled) not in held
+                and pooled.is_idle()
+                and len(self._connections) > self._max_keepalive_connections
             ):
-                self._connections.remove(connection)
-                closing.append(connection)
+                self._connections.remove(pooled)
+                closing.append(pooled)
         for pool_request in [request for request in self._requests if request.is_queued()]:
             origin = pool_request.request.url.origin
-            available = next(
+            connection: httpcore.AsyncConnectionInterface | None = next(
                 (
-                    connection
-                    for connection in self._connections
-                    if connection.can_handle_request(origin) and connection.is_available()
+                    candidate
+                    for candidate in self._connections
+                    if id(candidate) not in held
+                    and candidate.can_handle_request(origin)
+                    and candidate.is_available()
                 ),
                 None,
             )
-            if available is not None:
-                pool_request.assign_to_connection(available)
-                continue
-            if len(self._connections) >= self._max_connections:
-                idle = next((c for c in self._connections if c.is_idle()), None)
-                if idle is None:
-                    continue  # stays queued until a connection frees up
-                self._connections.remove(idle)
-                closing.append(idle)
-            connection = self.create_connection(origin)
-            self._connections.append(connection)
+            if connection is None:
+                if len(self._connections) >= self._max_connections:
+                    idle = next(
+                        (c for c in self._connections if id(c) not in held and c.is_idle()),
+                        None,
+                    )
+                    if idle is None:
+                        continue  # stays queued until a connection frees up
+                    self._connections.remove(idle)
+                    closing.append(idle)
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
             pool_request.assign_to_connection(connection)
+            held.add(id(connection))
         return closing
 
 
