@@ -239,7 +239,7 @@ if REDIS_URL:
     }
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "apps.core.channel_layer.InProcessChannelLayer"}}
     CACHES = {"default": {"BACKEND": "apps.core.cache.InProcessCache"}}
     SESSION_ENGINE = "django.contrib.sessions.backends.db"
 

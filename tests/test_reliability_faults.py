@@ -181,8 +181,12 @@ class TestChat:
         self, alice_client, fake_upstream, settings, monkeypatch
     ):
         settings.UPSTREAM_IDLE_TIMEOUT = 0.5
+
         # The title request would be just as slow, and is not what this test is about.
-        monkeypatch.setattr("apps.chat.tasks.title_conversation.delay", lambda *args: None)
+        async def no_title(conversation_id: int) -> None:
+            return None
+
+        monkeypatch.setattr("apps.chat.tasks.queue_title", no_title)
         fake_upstream.faults_for("ghmodels").slow_tokens = 0.35  # 1.75 s in all
         socket = await connect(alice_client)
         started = time.monotonic()

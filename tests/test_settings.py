@@ -64,7 +64,7 @@ def test_embedded_defaults_use_sqlite_in_data_and_in_process_services(tmp_path):
     values = _settings(tmp_path)
     assert values["db_engine"] == "django.db.backends.sqlite3"
     assert values["db_name"] == str(tmp_path / "data" / "db.sqlite3")
-    assert values["channel_layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["channel_layer"] == "apps.core.channel_layer.InProcessChannelLayer"
     assert values["cache"].endswith("InProcessCache")
     assert values["eager"] is True
     assert values["debug"] is False

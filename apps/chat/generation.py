@@ -17,7 +17,6 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
@@ -284,9 +283,9 @@ async def _finish(
         lambda: get_channel_layer().group_send(conversation_group(conversation_id), done),
     )
     if status == Message.Status.COMPLETE:
-        from apps.chat.tasks import title_conversation
+        from apps.chat.tasks import queue_title
 
         try:
-            await sync_to_async(title_conversation.delay)(conversation_id)
+            await queue_title(conversation_id)
         except Exception:
             logger.exception("Could not queue the title of conversation %s", conversation_id)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from asgiref.sync import async_to_sync, sync_to_async
 from celery import shared_task
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.utils import timezone
 
 from apps.accounts.services import user_group
@@ -32,6 +33,32 @@ def title_conversation(conversation_id: int) -> None:
     """Name a new conversation after its first exchange, with a cheap model of the user's;
     the first words of the question when no model answers."""
     async_to_sync(_title_conversation)(conversation_id)
+
+
+# Titles being made in embedded mode; holding them keeps the tasks from being collected.
+_titling: set[asyncio.Task[None]] = set()
+
+
+async def queue_title(conversation_id: int) -> None:
+    """Have the conversation titled, without waiting for it.
+
+    With a broker this queues the Celery task. In embedded mode Celery runs tasks eagerly,
+    in the caller: through ``sync_to_async`` that was the one sync thread every database
+    call of this process waits for, held for as long as the title request took (up to
+    30 s). There it runs as a task on this event loop instead.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        task = asyncio.create_task(_title_conversation(conversation_id))
+        _titling.add(task)
+        task.add_done_callback(_title_done)
+    else:
+        await sync_to_async(title_conversation.delay)(conversation_id)
+
+
+def _title_done(task: asyncio.Task[None]) -> None:
+    _titling.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("Titling a conversation failed", exc_info=exc)
 
 
 def fallback_title(text: str) -> str:
