@@ -314,7 +314,8 @@ X_FRAME_OPTIONS = "DENY"
 # HSTS is only ever sent on https responses, so it is harmless on `make run`.
 SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
 # Behind the compose reverse proxy, which sets X-Forwarded-Proto itself.
-if env_bool("TRUST_PROXY_HEADERS", False):
+TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", False)
+if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
 
@@ -324,6 +325,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # Per API key requests a minute, and per person replies streaming at once (0: no limit).
 API_KEY_REQUESTS_PER_MINUTE = env_int("API_KEY_REQUESTS_PER_MINUTE", 120, minimum=0)
 API_MAX_CONCURRENT_STREAMS = env_int("API_MAX_CONCURRENT_STREAMS", 8, minimum=0)
+# Wrong API keys one client address may present a minute; past that its requests get 429
+# until the minute ends, whatever key they carry, so keys cannot be guessed at speed.
+API_KEY_FAILURES_PER_MINUTE = env_int("API_KEY_FAILURES_PER_MINUTE", 20, minimum=0)
+# Usage records are written together, at most this many seconds after their request ended
+# (apps/usage/meter.py); 0 writes each one at once.
+USAGE_WRITE_SECONDS = env_float("USAGE_WRITE_SECONDS", 0.5, minimum=0)
 
 # --- Static files, i18n -----------------------------------------------------------------
 STATIC_URL = "static/"

@@ -53,6 +53,13 @@ def _static_files_without_a_manifest() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _usage_written_at_once(settings) -> None:  # type: ignore[no-untyped-def]
+    """In-process tests read usage right after a request; tests/test_usage.py checks the
+    batched writing that servers use by default."""
+    settings.USAGE_WRITE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """Model catalogs, Copilot tokens and quotas live in the cache; no test sees another's."""
     cache.clear()

@@ -98,3 +98,51 @@ async def test_a_used_key_fails_once_it_expires_or_its_owner_is_deleted(alice):
     assert await api_key_authenticate(other) is not None
     await alice.adelete()
     assert await api_key_authenticate(other) is None
+
+
+# --- Guessing keys ---------------------------------------------------------------------
+async def _models(key: str | None, address: str = "203.0.113.7") -> tuple[int, dict, dict]:
+    from django.test import AsyncClient
+
+    headers = {"X-Forwarded-For": f"198.51.100.1, {address}"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    response = await AsyncClient().get("/v1/models", headers=headers)
+    return response.status_code, response.json(), dict(response.headers)
+
+
+async def test_wrong_keys_from_one_address_are_refused_for_the_rest_of_the_minute(
+    alice, settings, fake_upstream
+):
+    settings.TRUST_PROXY_HEADERS = True
+    settings.API_KEY_FAILURES_PER_MINUTE = 5
+    _, raw = await api_key_create_async(alice)
+    for n in range(5):
+        status, body, _ = await _models(f"csk-guess-{n}")
+        assert status == 401 and body["error"]["code"] == "invalid_api_key"
+    # The sixth attempt is not even looked at, and a right key from there waits too.
+    for key in ("csk-guess-6", raw):
+        status, body, headers = await _models(key)
+        assert status == 429 and body["error"]["code"] == "rate_limited"
+        assert "wrong API key" in body["error"]["message"]
+        assert 1 <= int(headers["Retry-After"]) <= 60
+    # Other addresses are not held up by it.
+    assert (await _models(raw, address="203.0.113.8"))[0] == 200
+
+
+async def test_a_missing_key_is_not_counted_as_a_guess(alice, settings, fake_upstream):
+    settings.API_KEY_FAILURES_PER_MINUTE = 3
+    _, raw = await api_key_create_async(alice)
+    for _ in range(6):
+        assert (await _models(None))[0] == 401
+    assert (await _models(raw))[0] == 200
+
+
+async def test_a_forged_forwarded_address_does_not_dodge_the_limit_without_a_proxy(
+    alice, settings, fake_upstream
+):
+    settings.TRUST_PROXY_HEADERS = False  # the default: X-Forwarded-For is the client's word
+    settings.API_KEY_FAILURES_PER_MINUTE = 3
+    for n in range(3):
+        assert (await _models(f"csk-guess-{n}", address=f"203.0.113.{n}"))[0] == 401
+    assert (await _models("csk-guess-4", address="203.0.113.99"))[0] == 429

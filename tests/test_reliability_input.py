@@ -678,6 +678,7 @@ BAD_FRAMES: dict[str, dict[str, Any]] = {
     "images of numbers": {**SEND, "images": [1, 2]},
     "five images": {**SEND, "images": ["data:image/png;base64,iVBORw0KGgo="] * 5},
     "a non-ASCII image": {**SEND, "images": ["data:image/png;base64,\u00e9\u00e9"]},
+    "an image URL (never fetched)": {**SEND, "images": ["http://127.0.0.1:9/cat.png"]},
     "model a list": {**SEND, "model": [GPT]},
     "model of 1000 characters": {**SEND, "model": "x" * 1000},
     "temperature NaN": {**SEND, "temperature": float("nan")},

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import re
+import time
 import zlib
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.db import connection
-from django.test import Client
+from django.test import AsyncClient, Client
 
 from apps.accounts import crypto
 from apps.core.logging import RedactSecretsFilter, redact
+from apps.providers import views as provider_views
+
+# Imported here, not in the test: it builds the ASGI app, and Django's set-up then
+# reconfigures logging, which would drop the handler caplog had just added.
+from tests.test_chat_socket import connect, frames_until, send
 
 
 def _session_payload(session_data: str) -> bytes:
@@ -103,3 +112,78 @@ def test_without_credentials_key_the_key_derives_from_the_secret_key(settings):
     settings.SECRET_KEY = "t" * 50
     with pytest.raises(crypto.CredentialDecryptError):
         crypto.decrypt(sealed)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_token_or_key_reaches_the_logs_across_a_whole_session(
+    sign_in, fake_github, fake_upstream, caplog, monkeypatch
+):
+    """Sign in, connect Copilot, make an API key and use it (and a wrong one), chat over
+    the websocket with both providers: no secret of any of it is in the logs, at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    client = Client()
+    sign_in(client, "alice")
+
+    now = [time.time()]
+    monkeypatch.setattr(provider_views, "_now", lambda: now[0])
+    assert client.post("/copilot/connect/start").status_code == 302
+    (device,) = fake_github.device_authorizations.values()
+    fake_github.approve_device(device.user_code, "alice")
+    now[0] += 10
+    poll = client.post("/copilot/connect/poll", headers={"Accept": "application/json"})
+    assert poll.json()["status"] == "success"
+
+    page = client.post("/keys/", {"name": "laptop", "expires": "never"}).content.decode()
+    found = re.search(r'<code id="new-key" class="key-value">(csk-[^<]+)</code>', page)
+    assert found
+    key = found[1]
+    wrong = key[:-4] + "abcd"
+
+    async def use_the_key() -> None:
+        api, auth = AsyncClient(), {"Authorization": f"Bearer {key}"}
+        for model in ("github/openai/gpt-4.1", "copilot/claude-sonnet-4.5"):
+            for stream in (False, True):
+                body = {
+                    "model": model,
+                    "stream": stream,
+                    "messages": [{"role": "user", "content": "Hi"}],
+                }
+                reply = await api.post(
+                    "/v1/chat/completions",
+                    json.dumps(body),
+                    content_type="application/json",
+                    headers=auth,
+                )
+                assert reply.status_code == 200
+                if stream:
+                    assert b"[DONE]" in b"".join([part async for part in reply.streaming_content])
+        refused = await AsyncClient().get("/v1/models", headers={"x-api-key": wrong})
+        assert refused.status_code == 401
+
+    async_to_sync(use_the_key)()
+
+    async def chat() -> None:
+        socket = await connect(client)
+        await send(socket, "hello")
+        assert (await frames_until(socket, "done"))[-1]["status"] == "complete"
+        await socket.disconnect()
+
+    async_to_sync(chat)()
+
+    secrets = {
+        "the GitHub sign-in token": fake_github.token_of("alice"),
+        "the GitHub app secret": fake_github.client_secret,
+        "the Copilot token": fake_github.copilot_token_of("alice"),
+        "the API key": key,
+        "the wrong API key": wrong,
+    }
+    # Every token the fake GitHub issued: the sign-in's gho_ and the device flow's ghu_.
+    secrets |= {f"GitHub token {token[:4]}…": token for token in fake_github.tokens}
+    assert any(token.startswith("gho_") for token in fake_github.tokens)
+    assert any(token.startswith("ghu_") for token in fake_github.tokens)
+    # The capture saw the session: the sign-in, and the wrong key's refusal.
+    loggers = {record.name for record in caplog.records}
+    assert {"apps.accounts.services", "django.request"} <= loggers, loggers
+    for what, secret in secrets.items():
+        # The random part, so that a secret logged without its prefix is caught too.
+        assert secret[4:] not in caplog.text, f"{what} is in the logs"

@@ -3,6 +3,7 @@ admins everyone's; CSV export."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -81,6 +82,62 @@ async def test_responses_and_messages_requests_are_recorded_too(alice_key, fake_
     records = [record async for record in UsageRecord.objects.order_by("id")]
     assert [(r.source, r.status) for r in records] == [("api", "ok")] * 3
     assert all(r.output_tokens > 0 and r.api_key_id is not None for r in records)
+
+
+async def test_servers_write_usage_in_batches_soon_after_the_requests(
+    alice_key, fake_upstream, settings, django_assert_max_num_queries
+):
+    from apps.usage import meter
+
+    settings.USAGE_WRITE_SECONDS = 0.2
+    message = [{"role": "user", "content": "hi"}]
+    for _ in range(3):
+        assert (await _post(alice_key, {"model": MODEL, "messages": message}))[0] == 200
+    assert await UsageRecord.objects.acount() == 0  # not yet: they wait to go together
+    assert len(meter._pending) == 3
+    for _ in range(30):
+        await asyncio.sleep(0.05)
+        if await UsageRecord.objects.acount() == 3:
+            break
+    assert [r.status async for r in UsageRecord.objects.all()] == ["ok"] * 3
+    assert meter._pending == []
+
+
+async def test_usage_waiting_to_be_written_is_written_when_the_process_exits(
+    alice_key, fake_upstream, settings
+):
+    from asgiref.sync import sync_to_async
+
+    from apps.usage import meter
+
+    settings.USAGE_WRITE_SECONDS = 60
+    message = [{"role": "user", "content": "hi"}]
+    assert (await _post(alice_key, {"model": MODEL, "messages": message}))[0] == 200
+    assert await UsageRecord.objects.acount() == 0
+    await sync_to_async(meter._write_at_exit)()  # what atexit runs
+    assert await UsageRecord.objects.acount() == 1 and meter._pending == []
+    if meter._flusher is not None:
+        meter._flusher.cancel()
+
+
+async def test_usage_is_kept_while_the_database_is_unreachable(settings, monkeypatch):
+    from django.db import OperationalError
+
+    from apps.usage import meter
+
+    settings.USAGE_WRITE_SECONDS = 60
+    record = UsageRecord(user_id=1, source="api", model=MODEL, provider="github")
+    meter._pending[:] = [record]
+
+    def unreachable(batch: list) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(UsageRecord.objects, "bulk_create", unreachable)
+    await meter.flush_usage()
+    assert meter._pending == [record]  # kept for the next write
+    meter._pending.clear()
+    if meter._flusher is not None:
+        meter._flusher.cancel()
 
 
 async def test_chat_replies_are_recorded_too(sign_in, fake_upstream):

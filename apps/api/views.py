@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from apps.accounts.api_keys import api_key_allows
 from apps.accounts.models import ApiKey
 from apps.api.anthropic_out import anthropic_error
-from apps.api.auth import authenticate
+from apps.api.auth import authenticate, client_address, presented_key
 from apps.api.errors import error_body, openai_error
 from apps.api.openai_out import ChunkWriter, completion_json, sse
 from apps.api.openai_schema import ChatCompletionIn, EmbeddingsIn, parse_json_body
@@ -65,8 +65,17 @@ def api_view(*methods: str, error: ErrorShape = _openai_shape) -> Callable[[ApiV
                     None,
                 )
             try:
+                failures = f"key-failures:{client_address(request)}"
+                await limits.refuse_after_failures(
+                    failures, limit=settings.API_KEY_FAILURES_PER_MINUTE
+                )
                 key = await authenticate(request)
                 if key is None:
+                    if presented_key(request):
+                        # A wrong key, not a missing one: that is what guessing looks like.
+                        await limits.count_failure(
+                            failures, limit=settings.API_KEY_FAILURES_PER_MINUTE
+                        )
                     return error(
                         "Missing, invalid, revoked or expired API key. Send it as "
                         "'Authorization: Bearer <key>' or 'x-api-key'; keys are made on the "

@@ -22,18 +22,44 @@ class LimitExceeded(Exception):
         self.retry_after = retry_after
 
 
+def _window(name: str, window: int) -> tuple[str, float]:
+    """The counter's key for the current fixed window, and the seconds left in it."""
+    now = time.time()
+    slot = int(now // window)
+    return f"chatsite:rate:{name}:{slot}", max(1.0, math.ceil((slot + 1) * window - now))
+
+
 async def count_request(name: str, *, limit: int, window: int = 60) -> None:
     """Count one request against ``limit`` per fixed ``window`` seconds, or raise."""
     if limit <= 0:
         return
-    now = time.time()
-    slot = int(now // window)
-    key = f"chatsite:rate:{name}:{slot}"
+    key, wait = _window(name, window)
     await cache.aadd(key, 0, window + 5)
-    count = await cache.aincr(key)
-    if count > limit:
-        wait = max(1.0, math.ceil((slot + 1) * window - now))
+    if await cache.aincr(key) > limit:
         raise LimitExceeded(f"More than {limit} requests a minute; try again in {wait:g} s.", wait)
+
+
+async def count_failure(name: str, *, limit: int, window: int = 60) -> None:
+    """Count one failed attempt (see :func:`refuse_after_failures`)."""
+    if limit <= 0:
+        return
+    key, _ = _window(name, window)
+    await cache.aadd(key, 0, window + 5)
+    await cache.aincr(key)
+
+
+async def refuse_after_failures(name: str, *, limit: int, window: int = 60) -> None:
+    """Raise once ``limit`` failures were counted for ``name`` in this window, without
+    counting this attempt: it is refused before it is looked at."""
+    if limit <= 0:
+        return
+    key, wait = _window(name, window)
+    failures = await cache.aget(key)
+    if failures is not None and int(failures) >= limit:
+        raise LimitExceeded(
+            f"Too many requests with a wrong API key from your address; try again in {wait:g} s.",
+            wait,
+        )
 
 
 async def acquire_slot(name: str, *, limit: int, ttl: int = 3600) -> None:
