@@ -64,3 +64,27 @@ async def test_healthz_reports_a_hanging_check_as_failed(monkeypatch):
 def test_healthz_needs_no_sign_in_and_only_answers_get(client):
     assert client.get("/healthz").status_code in {200, 503}
     assert client.post("/healthz").status_code == 405
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_channel_layer_check_passes_while_sockets_wait_for_messages():
+    """Every open chat socket waits on a process-local channel. With channels_redis the
+    check used to wait behind them (up to their 5 s poll) and fail while people chatted."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    sockets = [await layer.new_channel() for _ in range(3)]
+    waiting = [asyncio.create_task(layer.receive(channel)) for channel in sockets]
+    await asyncio.sleep(0.2)  # they hold the layer's receive loop now
+    try:
+        for _ in range(3):
+            started = asyncio.get_running_loop().time()
+            (result,) = [r for r in await health.run_health_checks() if r.name == "channel_layer"]
+            assert result.ok, result.error
+            assert asyncio.get_running_loop().time() - started < 1.5
+    finally:
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)

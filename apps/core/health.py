@@ -38,7 +38,10 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured")
-    channel = await layer.new_channel("healthz.")
+    # The default prefix, as every other process-local channel: channels_redis polls one
+    # prefix at a time under one lock, so a "healthz." channel waited behind any open
+    # socket's receive (up to its 5 s poll) and the check failed while people chatted.
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "healthz.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "healthz.ping":
