@@ -113,12 +113,16 @@ def _targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         out.append(("Start-up to /healthz 200 < 3 s", f"median {median:.2f} s", median < 3))
     history = r.get("history", {}).get("ms", {})
     paint = history.get("Chromium: first contentful paint")
-    if paint:
-        value = statistics.median(paint)
+    newest = history.get("Chromium: newest message on screen")
+    if paint and newest:
+        # The first paint is the page's frame; the newest message on screen is the first
+        # screen a person reads, so that is the figure held to the target.
+        value = statistics.median(newest)
         out.append(
             (
-                f"History of {r['history']['messages']} messages: first paint < 1 s",
-                f"median {value:.0f} ms",
+                f"History of {r['history']['messages']} messages: first screen painted < 1 s",
+                f"newest message on screen, median {value:.0f} ms "
+                f"(first paint {statistics.median(paint):.0f} ms)",
                 value < 1000,
             )
         )

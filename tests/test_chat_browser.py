@@ -70,6 +70,10 @@ def _browser_database() -> Iterator[dict[str, str]]:
         admin.close()
 
 
+# The environment the servers run with, for seeding their database (a long conversation).
+SERVER_ENV: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def chat_servers(
     tmp_path_factory: pytest.TempPathFactory,
@@ -102,6 +106,8 @@ def chat_servers(
     processes: list[subprocess.Popen[bytes]] = []
     with _browser_database() as database:
         env |= database
+        SERVER_ENV.clear()
+        SERVER_ENV.update(env, python=python)
         for command in (
             ["migrate", "--noinput"],
             ["collectstatic", "--noinput", "--verbosity", "0"],
@@ -658,4 +664,72 @@ def test_phone_width(chat, fake_upstream):
     page.screenshot(path=str(ARTIFACTS / "chat-phone-sidebar.png"))
     page.keyboard.press("Escape")
     assert toggle.get_attribute("aria-expanded") == "false"
+    _assert_clean(page)
+
+
+SEED_LONG = """
+from apps.accounts.models import User
+from apps.chat.models import Conversation, Message
+alice = User.objects.get(github_login="alice")
+conversation = Conversation.objects.create(
+    user=alice, title="Long one", model="github/openai/gpt-4.1"
+)
+parent = None
+for n in range({count}):
+    role = "user" if n % 2 == 0 else "assistant"
+    text = f"Question {{n}}?" if role == "user" else f"Answer {{n}}: **fine**"
+    parent = Message.objects.create(
+        conversation=conversation, parent=parent, role=role, content=text
+    )
+conversation.current_leaf = parent
+conversation.save()
+print(conversation.pk)
+"""
+
+
+def _seed_long_conversation(count: int) -> int:
+    env = dict(SERVER_ENV)
+    python = env.pop("python")
+    out = subprocess.run(
+        [python, "manage.py", "shell", "-c", SEED_LONG.format(count=count)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def test_a_long_conversation_opens_on_its_newest_page_and_loads_older_ones_on_scrolling_up(
+    chat, chat_servers
+):
+    page = chat()  # alice, signed in
+    conversation_id = _seed_long_conversation(250)
+    page.goto(f"{chat_servers[0]}/c/{conversation_id}")
+    page.get_by_text("Answer 249:").wait_for()
+    count = "() => document.querySelectorAll('#message-list [data-role]').length"
+    assert page.evaluate(count) == 100  # the newest page only
+    older = page.get_by_role("button", name="Load older messages")
+    assert older.is_visible() or older.count() == 1
+
+    def scroll_up_and_wait_for(total: int) -> None:
+        page.evaluate("() => { document.getElementById('messages').scrollTop = 0; }")
+        page.wait_for_function(f"() => ({count})() >= {total}", timeout=10_000)
+
+    scroll_up_and_wait_for(200)
+    # What was on screen stays there: the new page went in above it.
+    assert page.evaluate("() => document.getElementById('messages').scrollTop") > 1000
+    scroll_up_and_wait_for(250)
+    page.evaluate("() => { document.getElementById('messages').scrollTop = 0; }")
+    page.get_by_text("Question 0?").wait_for()
+    assert page.evaluate(count) == 250
+    assert not page.get_by_role("button", name="Load older messages").is_visible()
+    texts = page.evaluate(
+        "() => [...document.querySelectorAll('#message-list [data-role] .msg-body')]"
+        ".map((body) => body.textContent.trim())"
+    )
+    assert texts[0].startswith("Question 0?") and texts[-1].startswith("Answer 249:")
+    assert [int(t.split()[1].rstrip("?:")) for t in texts] == list(range(250))  # in order
+    page.screenshot(path=str(ARTIFACTS / "chat-long-history-top.png"))
     _assert_clean(page)

@@ -178,17 +178,56 @@ def test_anonymous_and_waiting_people_reach_none_of_it(sign_in, fake_upstream):
     assert response.status_code == 302 and response["Location"] == "/waiting/"
 
 
-def test_a_long_history_loads_in_a_fixed_number_of_queries(alice):
+def test_a_long_history_opens_on_its_newest_page_in_a_fixed_number_of_queries(alice):
     conversation = make_conversation(
-        User.objects.get(github_login="alice"), "Long", *[f"line {n}" for n in range(400)]
+        User.objects.get(github_login="alice"), "Long", *[f"line {n}" for n in range(450)]
     )
+    url = f"/chat/api/conversations/{conversation.pk}"
     with CaptureQueriesContext(connection) as queries:
-        response = alice.get(f"/chat/api/conversations/{conversation.pk}")
-    messages = response.json()["messages"]
-    assert len(messages) == 400
-    assert [m["content"] for m in messages[:3]] == ["line 0", "line 1", "line 2"]
-    assert messages[0]["versions"] == {"index": 1, "count": 1, "ids": [messages[0]["id"]]}
+        first = alice.get(url).json()
     assert len(queries.captured_queries) < 15
+    assert [m["content"] for m in first["messages"]] == [f"line {n}" for n in range(350, 450)]
+    assert first["has_older"] is True
+    assert first["messages"][0]["versions"]["count"] == 1
+
+    # Scrolling up: each page is the one just older, until the first message.
+    seen, page = first["messages"], first
+    while page["has_older"]:
+        with CaptureQueriesContext(connection) as queries:
+            page = alice.get(url, {"before": seen[0]["id"]}).json()
+        assert len(queries.captured_queries) < 15
+        seen = page["messages"] + seen
+    assert [m["content"] for m in seen] == [f"line {n}" for n in range(450)]
+    # A bad cursor is the newest page, not an error.
+    assert alice.get(url, {"before": "x"}).json()["messages"] == first["messages"]
+
+
+def test_switching_a_version_far_up_returns_the_branch_from_there(alice):
+    user = User.objects.get(github_login="alice")
+    conversation = make_conversation(user, "Long", *[f"line {n}" for n in range(300)])
+    original = Message.objects.get(
+        pk=selectors.branch_json(conversation, limit=1000).messages[10]["id"]
+    )
+    # Another version of message 10, with a long continuation of its own.
+    parent = Message.objects.create(
+        conversation=conversation, parent=original.parent, role=original.role, content="other"
+    )
+    for n in range(150):
+        role = Message.Role.ASSISTANT if n % 2 == 0 else Message.Role.USER
+        parent = Message.objects.create(
+            conversation=conversation, parent=parent, role=role, content=f"other {n}"
+        )
+    url = f"/chat/api/conversations/{conversation.pk}/switch"
+    with CaptureQueriesContext(connection) as queries:
+        back = alice.post(
+            url, json.dumps({"message_id": original.pk}), content_type="application/json"
+        ).json()
+    assert len(queries.captured_queries) < 20
+    # The branch from the switched message on (more than a page), the ten above it later.
+    assert back["messages"][0]["id"] == original.pk
+    assert [m["content"] for m in back["messages"][-2:]] == ["line 298", "line 299"]
+    assert len(back["messages"]) == 290 and back["has_older"] is True
+    assert back["messages"][0]["versions"]["count"] == 2
 
 
 @pytest.mark.parametrize(

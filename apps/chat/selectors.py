@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
@@ -71,8 +72,27 @@ def message_json(
     }
 
 
-def branch_json(conversation: Conversation) -> list[dict[str, Any]]:
-    """The shown branch as JSON in a fixed number of queries, however long it is."""
+# How many messages of the shown branch one request returns: the page opens on the newest
+# ones, and older pages load as the person scrolls up.
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class BranchPage:
+    messages: list[dict[str, Any]]
+    has_older: bool
+
+
+def branch_json(
+    conversation: Conversation,
+    *,
+    before: int | None = None,
+    limit: int = PAGE_SIZE,
+    reaching: int | None = None,
+) -> BranchPage:
+    """A page of the shown branch as JSON, in a fixed number of queries however long it is:
+    its newest ``limit`` messages, or those just older than message ``before``, or from
+    message ``reaching`` on (so a version switched far up stays in view)."""
     every = list(conversation.messages.all())
     by_id = {message.pk: message for message in every}
     versions: dict[tuple[int | None, str], list[int]] = {}
@@ -84,21 +104,30 @@ def branch_json(conversation: Conversation) -> list[dict[str, Any]]:
         chain.append(node)
         node = by_id.get(node.parent_id) if node.parent_id else None
     chain.reverse()
+    positions = {message.pk: index for index, message in enumerate(chain)}
+    end = positions.get(before, len(chain)) if before is not None else len(chain)
+    start = max(0, end - limit)
+    if reaching is not None and reaching in positions:
+        start = min(start, positions[reaching])
+    page = chain[start:end]
     images: dict[int, list[int]] = {}
     for attachment_id, message_id in (
-        Attachment.objects.filter(message__conversation=conversation)
+        Attachment.objects.filter(message__in=[message.pk for message in page])
         .order_by("id")
         .values_list("id", "message_id")
     ):
         images.setdefault(message_id, []).append(attachment_id)
-    return [
-        message_json(
-            message,
-            versions=versions[(message.parent_id, message.role)],
-            images=images.get(message.pk, []),
-        )
-        for message in chain
-    ]
+    return BranchPage(
+        messages=[
+            message_json(
+                message,
+                versions=versions[(message.parent_id, message.role)],
+                images=images.get(message.pk, []),
+            )
+            for message in page
+        ],
+        has_older=start > 0,
+    )
 
 
 def conversation_json(conversation: Conversation, *, full: bool = False) -> dict[str, Any]:

@@ -58,11 +58,20 @@ def conversations(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _detail(conversation: Conversation) -> dict[str, Any]:
+def _detail(
+    conversation: Conversation, *, before: int | None = None, reaching: int | None = None
+) -> dict[str, Any]:
+    page = selectors.branch_json(conversation, before=before, reaching=reaching)
     return {
         "conversation": selectors.conversation_json(conversation, full=True),
-        "messages": selectors.branch_json(conversation),
+        "messages": page.messages,
+        "has_older": page.has_older,
     }
+
+
+def _message_id(value: str | None) -> int | None:
+    """A message id from the query string; None when absent or not a number."""
+    return int(value) if value and value.isdigit() and len(value) < 19 else None
 
 
 @login_required
@@ -82,7 +91,7 @@ def conversation(request: HttpRequest, conversation_id: int) -> JsonResponse:
         # RecursionError: JSON nested deeper than Python's stack was a 500.
         except (ValueError, RecursionError) as exc:
             return _json_error(str(exc) if isinstance(exc, InvalidInput) else "Send a JSON object.")
-    return JsonResponse(_detail(item))
+    return JsonResponse(_detail(item, before=_message_id(request.GET.get("before"))))
 
 
 @login_required
@@ -101,7 +110,7 @@ def switch_version(request: HttpRequest, conversation_id: int) -> JsonResponse:
     if message is None:
         return _json_error("No such message in this conversation.", 404)
     services.conversation_switch(conversation=item, message=message)
-    return JsonResponse(_detail(item))
+    return JsonResponse(_detail(item, reaching=message.pk))
 
 
 @login_required

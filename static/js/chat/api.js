@@ -48,7 +48,8 @@ export function createApi(csrfToken) {
   return {
     listConversations: (q) =>
       request("GET", "/chat/api/conversations" + (q ? `?q=${encodeURIComponent(q)}` : "")),
-    getConversation: (id) => request("GET", conv(id)),
+    getConversation: (id, { before } = {}) =>
+      request("GET", conv(id) + (before != null ? `?before=${encodeURIComponent(before)}` : "")),
     patchConversation: (id, fields) => request("PATCH", conv(id), fields),
     deleteConversation: (id) => request("DELETE", conv(id)),
     switchVersion: (id, messageId) => request("POST", `${conv(id)}/switch`, { message_id: messageId }),

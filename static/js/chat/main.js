@@ -45,7 +45,9 @@ const el = {
 const state = {
   conversationId: null,
   conversation: null,
-  messages: [], // the branch shown, oldest first
+  messages: [], // the branch shown, oldest first (its older pages load on scrolling up)
+  hasOlder: false, // the server has older messages of this branch than state.messages[0]
+  loadingOlder: false,
   pending: new Map(), // client_id → optimistic user message
   models: [],
   modelId: "",
@@ -208,8 +210,10 @@ function makeMessage(data, { deferBody = false } = {}) {
   return msg;
 }
 
-function renderAll(messages) {
+function renderAll(messages, { hasOlder = false } = {}) {
   dirty.clear();
+  state.hasOlder = hasOlder;
+  olderButton.hidden = !hasOlder;
   const firstRendered = Math.max(0, messages.length - RENDER_AT_ONCE);
   state.messages = messages.map((data, index) =>
     makeMessage(data, { deferBody: index < firstRendered }),
@@ -469,6 +473,49 @@ function onError(frame) {
   setStatus(frame.message || "");
 }
 
+// --- Older messages: a long conversation opens on its newest page; scrolling up (or the
+// button, for keyboards) loads the page before it, keeping what is on screen in place.
+const olderButton = document.createElement("button");
+olderButton.type = "button";
+olderButton.className = "load-older";
+olderButton.textContent = "Load older messages";
+olderButton.hidden = true;
+el.log.before(olderButton);
+olderButton.addEventListener("click", () => loadOlder());
+el.messages.addEventListener("scroll", () => {
+  if (state.hasOlder && el.messages.scrollTop < 400) loadOlder();
+}, { passive: true });
+
+async function loadOlder() {
+  const oldest = state.messages.find((m) => m.id != null);
+  if (!state.hasOlder || state.loadingOlder || state.conversationId == null || !oldest) return;
+  const id = state.conversationId;
+  const no = state.loadNo;
+  state.loadingOlder = true;
+  olderButton.disabled = true;
+  olderButton.textContent = "Loading older messages…";
+  try {
+    const data = await api.getConversation(id, { before: oldest.id });
+    if (no !== state.loadNo || id !== state.conversationId || state.messages[0] !== oldest) return;
+    // Rendered now, not in idle time: these are the ones the person scrolled up to read.
+    const older = (data.messages || []).map((item) => makeMessage(item));
+    const box = el.messages;
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    state.messages = [...older, ...state.messages];
+    el.log.prepend(...older.map((m) => m.el));
+    state.hasOlder = Boolean(data.has_older);
+    olderButton.hidden = !state.hasOlder;
+    box.scrollTop = box.scrollHeight - fromBottom; // the same messages stay on screen
+    refreshChrome();
+  } catch (error) {
+    notice(`Older messages could not be loaded: ${error.message}`);
+  } finally {
+    state.loadingOlder = false;
+    olderButton.disabled = false;
+    olderButton.textContent = "Load older messages";
+  }
+}
+
 // --- Loading conversations ----------------------------------------------------------------
 async function loadConversation(id, { keepScroll = false } = {}) {
   const no = ++state.loadNo;
@@ -493,7 +540,7 @@ function showConversation(data, { keepScroll = false } = {}) {
   state.conversation = data.conversation;
   state.conversationId = data.conversation.id;
   state.resyncAsked.clear();
-  renderAll(data.messages || []);
+  renderAll(data.messages || [], { hasOlder: Boolean(data.has_older) });
   if (keepScroll) el.messages.scrollTop = top;
   showTitle();
   if (data.conversation.model && state.models.some((m) => m.id === data.conversation.model)) {
