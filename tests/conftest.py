@@ -60,6 +60,21 @@ def _usage_written_at_once(settings) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
+def _no_channel_layer_bound_to_a_closed_loop() -> Iterator[None]:
+    """channels_redis binds its receive lock to the event loop of the first receiver and
+    frees it when the last one leaves. A receive still pending when a test's loop closed
+    never leaves, and every later test's receives then failed ("bound to a different
+    event loop"). Such a layer is dropped; get_channel_layer() makes a new one."""
+    yield
+    from channels.layers import channel_layers
+
+    for alias, layer in list(channel_layers.backends.items()):
+        loop = getattr(layer, "receive_event_loop", None)
+        if loop is not None and loop.is_closed():
+            del channel_layers.backends[alias]
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """Model catalogs, Copilot tokens and quotas live in the cache; no test sees another's."""
     cache.clear()
