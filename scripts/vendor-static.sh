@@ -7,7 +7,8 @@
 #   marked        GFM Markdown → HTML           static/vendor/marked/marked.esm.js
 #   dompurify     HTML sanitizer                static/vendor/dompurify/purify.es.js
 #   highlight.js  common-languages browser build static/vendor/highlight/highlight.min.js
-#                 (+ the GitHub light theme)    static/vendor/highlight/github.min.css
+#                 (+ GitHub's light and dark    static/vendor/highlight/github.min.css,
+#                 themes)                       static/vendor/highlight/github-dark.min.css
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +39,7 @@ cp "$modules/dompurify/LICENSE" "$vendor/dompurify/LICENSE"
 
 copy "$modules/@highlightjs/cdn-assets/es/highlight.min.js" "$vendor/highlight/highlight.min.js"
 copy "$modules/@highlightjs/cdn-assets/styles/github.min.css" "$vendor/highlight/github.min.css"
+copy "$modules/@highlightjs/cdn-assets/styles/github-dark.min.css" "$vendor/highlight/github-dark.min.css"
 cp "$modules/@highlightjs/cdn-assets/LICENSE" "$vendor/highlight/LICENSE"
 
 # Record what was copied, for anyone reading static/vendor/ without the lock at hand.

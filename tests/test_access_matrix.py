@@ -349,6 +349,8 @@ MATRIX: dict[str, list[Try]] = {
         Try("POST", admins(), admin_kwargs={"user_id": "victim"}),
     ],
     "models": [Try("GET", member()), Try("POST", not_allowed())],
+    # Each person's own setting ("" is what everyone has, so the snapshot stays as it was).
+    "default_model": [Try("GET", not_allowed()), Try("POST", member(), {"model": ""})],
     "copilot": [Try("GET", member())],
     "copilot_connect_start": [
         Try("GET", not_allowed()),

@@ -190,12 +190,18 @@ def chat(chat_servers, browser, fake_github, fake_upstream):  # type: ignore[no-
     chat_server = chat_servers[0]
 
     def open_page(
-        *, viewport: dict[str, int] | None = None, context=None, url: str = "", server: int = 0
+        *,
+        viewport: dict[str, int] | None = None,
+        context=None,
+        url: str = "",
+        server: int = 0,
+        color_scheme: str = "light",
     ):  # type: ignore[no-untyped-def]
         if context is None:
             context = browser.new_context(
                 viewport=viewport or {"width": 1280, "height": 800},
                 permissions=["clipboard-read", "clipboard-write"],
+                color_scheme=color_scheme,
             )
             contexts.append(context)
             page = context.new_page()
@@ -648,11 +654,11 @@ def test_phone_width(chat, fake_upstream):
     fake_upstream.script = Script(
         text="On a phone:\n\n```js\nconsole.log('a long line that must scroll sideways')\n```"
     )
-    page = chat(viewport={"width": 390, "height": 844})
+    page = chat(viewport={"width": 360, "height": 740})
     _send(page, "Does it fit?")
     _wait_status(page, "complete")
     page.screenshot(path=str(ARTIFACTS / "chat-phone.png"))
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert not page.locator("#chat-sidebar").is_visible() or (
         page.locator("#chat-sidebar").bounding_box()["x"] < -100
     )
@@ -732,4 +738,58 @@ def test_a_long_conversation_opens_on_its_newest_page_and_loads_older_ones_on_sc
     assert texts[0].startswith("Question 0?") and texts[-1].startswith("Answer 249:")
     assert [int(t.split()[1].rstrip("?:")) for t in texts] == list(range(250))  # in order
     page.screenshot(path=str(ARTIFACTS / "chat-long-history-top.png"))
+    _assert_clean(page)
+
+
+def _rgb(page, selector: str, prop: str) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
+    value = page.evaluate(f"() => getComputedStyle(document.querySelector({selector!r})).{prop}")
+    return tuple(int(part) for part in re.findall(r"\d+", value)[:3])
+
+
+def test_the_page_follows_the_systems_dark_or_light_scheme(chat, fake_upstream):
+    fake_upstream.script = Script(text="Dark **enough**?\n\n```python\nprint('night')\n```")
+    light = chat()
+    dark = chat(color_scheme="dark")
+    _send(dark, "Lights off")
+    _wait_status(dark, "complete")
+    dark.screenshot(path=str(ARTIFACTS / "chat-dark.png"))
+    assert sum(_rgb(light, "body", "backgroundColor")) > 600  # near white
+    assert sum(_rgb(dark, "body", "backgroundColor")) < 150  # near black
+    assert sum(_rgb(dark, "body", "color")) > 500  # light text on it
+    # The code block uses the dark highlighting theme, not white.
+    assert sum(_rgb(dark, ".code-block pre", "backgroundColor")) < 150
+    _assert_clean(dark)
+    _assert_clean(light)
+
+
+def test_ctrl_shift_o_starts_a_new_chat(chat, fake_upstream):
+    page = chat()
+    _send(page, "First things first")
+    _wait_status(page, "complete")
+    page.wait_for_url(re.compile(r"/c/\d+$"))
+    page.keyboard.press("Control+Shift+O")
+    page.wait_for_url(re.compile(r"/$"))
+    assert page.locator("#message-list [data-role]").count() == 0
+    assert page.evaluate("document.activeElement.id") == "message-input"
+    _assert_clean(page)
+
+
+def test_a_new_chat_starts_with_the_default_model_chosen_on_the_models_page(
+    chat, chat_servers, fake_upstream
+):
+    page = chat()
+    page.goto(f"{chat_servers[0]}/models/")
+    page.get_by_label("New chats start with").select_option("github/openai/gpt-4.1-mini")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("New chats start with github/openai/gpt-4.1-mini.").wait_for()
+    page.goto(f"{chat_servers[0]}/")
+    page.wait_for_function("() => document.getElementById('model-select').options.length > 1")
+    assert page.locator("#model-select").input_value() == "github/openai/gpt-4.1-mini"
+    # Picking another in a chat does not change the default for the next new chat.
+    page.locator("#model-select").select_option("github/openai/gpt-4.1")
+    page.get_by_role("button", name="New chat", exact=True).click()
+    assert page.locator("#model-select").input_value() == "github/openai/gpt-4.1-mini"
+    page.goto(f"{chat_servers[0]}/models/")
+    page.get_by_label("New chats start with").select_option("")
+    page.get_by_role("button", name="Save").click()
     _assert_clean(page)

@@ -737,3 +737,25 @@ def test_in_a_browser_the_copilot_page_notices_the_code_was_entered_by_itself(
         page.screenshot(path=f"{shots}/aliases.png", full_page=True)
         assert problems == []
     assert copilot_token_of("alice")
+
+
+# --- The default model ---------------------------------------------------------------------------
+def test_a_person_picks_the_model_new_chats_start_with(admin: Client, fake_upstream) -> None:
+    page = text(admin.get("/models/"))
+    assert 'action="/models/default"' in page and '<option value="">the model used last' in page
+    assert '<option value="github/openai/gpt-4.1">' in page
+    assert admin.get("/chat/api/models").json()["default_model"] == ""
+
+    response = admin.post("/models/default", {"model": "github/openai/gpt-4.1"})
+    assert response.status_code == 302 and response["Location"] == "/models/"
+    assert User.objects.get(github_login="alice").default_model == "github/openai/gpt-4.1"
+    assert admin.get("/chat/api/models").json()["default_model"] == "github/openai/gpt-4.1"
+    assert '<option value="github/openai/gpt-4.1" selected>' in text(admin.get("/models/"))
+
+    # A model the person cannot reach (or an embeddings one) is refused; "" goes back.
+    for refused in ("copilot/not-mine", "github/openai/text-embedding-3-small"):
+        admin.post("/models/default", {"model": refused})
+        assert User.objects.get(github_login="alice").default_model == "github/openai/gpt-4.1"
+    assert "is not a chat model you can use" in text(admin.get("/models/"))
+    admin.post("/models/default", {"model": ""})
+    assert User.objects.get(github_login="alice").default_model == ""

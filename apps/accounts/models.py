@@ -20,6 +20,8 @@ class User(AbstractUser):
     avatar_url = models.URLField(max_length=500, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     is_admin = models.BooleanField(default=False)
+    # The model a new chat starts with; empty: the one used last.
+    default_model = models.CharField(max_length=300, blank=True)
 
     @property
     def is_approved(self) -> bool:

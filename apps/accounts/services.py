@@ -97,6 +97,13 @@ def user_approve(*, user: User) -> None:
         user.save(update_fields=["approved_at"])
 
 
+def user_set_default_model(*, user: User, model_id: str) -> None:
+    """The model new chats start with ("" for the one used last); the caller checks that
+    the person can reach it."""
+    user.default_model = model_id[:300]
+    user.save(update_fields=["default_model"])
+
+
 def user_set_admin(*, user: User, is_admin: bool) -> None:
     user.is_admin = is_admin
     if is_admin and user.approved_at is None:

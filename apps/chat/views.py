@@ -141,6 +141,7 @@ async def models(request: HttpRequest) -> JsonResponse:
             ],
             "unavailable": catalog.unavailable,
             "last_model": last or "",
+            "default_model": getattr(user, "default_model", ""),
         }
     )
 

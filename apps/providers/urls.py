@@ -6,6 +6,7 @@ from apps.providers import views
 
 urlpatterns = [
     path("models/", views.models_page, name="models"),
+    path("models/default", views.default_model_save, name="default_model"),
     path("copilot/", views.copilot_page, name="copilot"),
     path("copilot/connect/start", views.copilot_connect_start, name="copilot_connect_start"),
     path("copilot/connect/poll", views.copilot_connect_poll, name="copilot_connect_poll"),

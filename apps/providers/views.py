@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.accounts import crypto
 from apps.accounts.github.endpoints import github_web_url
 from apps.accounts.models import UpstreamCredential, User
+from apps.accounts.services import user_set_default_model
 from apps.accounts.views import admin_required
 from apps.providers import errors, services
 from apps.providers.copilot_auth import LABEL as COPILOT_LABEL
@@ -175,8 +176,29 @@ async def models_page(request: HttpRequest) -> HttpResponse:
             (labels.get(slug, slug), message) for slug, message in catalog.unavailable.items()
         ],
         "quotas": _quota_rows(await quota_for_user(user.pk), labels),
+        "chat_models": [model for model in catalog.models if not model.capabilities.embeddings],
+        "default_model": user.default_model,
     }
     return TemplateResponse(request, "providers/models.html", context)
+
+
+@require_POST
+@login_required
+async def default_model_save(request: HttpRequest) -> HttpResponse:
+    """The model new chats start with, chosen on the Models page."""
+    user = await _auser(request)
+    model_id = str(request.POST.get("model", "")).strip()
+    if model_id:
+        catalog = await catalog_for(user.pk)
+        if not any(m.id == model_id and not m.capabilities.embeddings for m in catalog.models):
+            messages.error(request, f"“{model_id[:100]}” is not a chat model you can use.")
+            return redirect("models")
+    await sync_to_async(user_set_default_model)(user=user, model_id=model_id)
+    if model_id:
+        messages.success(request, f"New chats start with {model_id}.")
+    else:
+        messages.success(request, "New chats start with the model you used last.")
+    return redirect("models")
 
 
 # --- Copilot ---------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ const state = {
   conversation: null,
   messages: [], // the branch shown, oldest first (its older pages load on scrolling up)
   hasOlder: false, // the server has older messages of this branch than state.messages[0]
+  defaultModel: "", // new chats start with it when set (the Models page)
   loadingOlder: false,
   pending: new Map(), // client_id → optimistic user message
   models: [],
@@ -577,6 +578,9 @@ function newChat({ push = true } = {}) {
   state.draftSettings = null;
   state.pending.clear();
   renderAll([]);
+  if (state.defaultModel && state.models.some((m) => m.id === state.defaultModel)) {
+    selectModel(state.defaultModel, { save: false });
+  }
   sidebar.setCurrent(null);
   if (push && location.pathname !== "/") history.pushState({ conversationId: null }, "", "/");
   showTitle();
@@ -748,6 +752,7 @@ async function loadModels() {
     return;
   }
   state.models = Array.isArray(data?.models) ? data.models : [];
+  state.defaultModel = data?.default_model || "";
   el.model.replaceChildren();
   const groups = new Map();
   for (const model of state.models) {
@@ -789,6 +794,7 @@ async function loadModels() {
   const has = (id) => id && state.models.some((m) => m.id === id);
   let pick = "";
   if (has(state.conversation?.model)) pick = state.conversation.model;
+  else if (has(data?.default_model)) pick = data.default_model; // chosen on the Models page
   else if (has(localStorage.getItem(MODEL_KEY))) pick = localStorage.getItem(MODEL_KEY);
   else if (has(data?.last_model)) pick = data.last_model;
   else if (state.models.length) pick = state.models[0].id;
@@ -909,6 +915,15 @@ el.settingsToggle.addEventListener("click", () => {
   el.settings.hidden = !open;
   el.settingsToggle.setAttribute("aria-expanded", String(open));
   if (open && !el.systemPrompt.disabled) el.systemPrompt.focus();
+});
+
+document.addEventListener("keydown", (event) => {
+  // Ctrl+Shift+O (Cmd+Shift+O on a Mac) starts a new chat, as in other chat apps.
+  if ((event.ctrlKey || event.metaKey) && event.shiftKey && event.key.toLowerCase() === "o") {
+    event.preventDefault();
+    newChat({ push: true }); // as the New chat button: a reply streaming goes on
+    el.input.focus();
+  }
 });
 
 document.addEventListener("keydown", (event) => {
