@@ -29,23 +29,26 @@ def _window(name: str, window: int) -> tuple[str, float]:
     return f"chatsite:rate:{name}:{slot}", max(1.0, math.ceil((slot + 1) * window - now))
 
 
+async def _increment(name: str, window: int) -> tuple[int, float]:
+    """Add one to ``name``'s counter for this window: (the count now, seconds left)."""
+    key, wait = _window(name, window)
+    await cache.aadd(key, 0, window + 5)
+    return await cache.aincr(key), wait
+
+
 async def count_request(name: str, *, limit: int, window: int = 60) -> None:
     """Count one request against ``limit`` per fixed ``window`` seconds, or raise."""
     if limit <= 0:
         return
-    key, wait = _window(name, window)
-    await cache.aadd(key, 0, window + 5)
-    if await cache.aincr(key) > limit:
+    count, wait = await _increment(name, window)
+    if count > limit:
         raise LimitExceeded(f"More than {limit} requests a minute; try again in {wait:g} s.", wait)
 
 
 async def count_failure(name: str, *, limit: int, window: int = 60) -> None:
     """Count one failed attempt (see :func:`refuse_after_failures`)."""
-    if limit <= 0:
-        return
-    key, _ = _window(name, window)
-    await cache.aadd(key, 0, window + 5)
-    await cache.aincr(key)
+    if limit > 0:
+        await _increment(name, window)
 
 
 async def refuse_after_failures(name: str, *, limit: int, window: int = 60) -> None:

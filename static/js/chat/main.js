@@ -213,8 +213,7 @@ function makeMessage(data, { deferBody = false } = {}) {
 
 function renderAll(messages, { hasOlder = false } = {}) {
   dirty.clear();
-  state.hasOlder = hasOlder;
-  olderButton.hidden = !hasOlder;
+  setHasOlder(hasOlder);
   const firstRendered = Math.max(0, messages.length - RENDER_AT_ONCE);
   state.messages = messages.map((data, index) =>
     makeMessage(data, { deferBody: index < firstRendered }),
@@ -487,6 +486,11 @@ el.messages.addEventListener("scroll", () => {
   if (state.hasOlder && el.messages.scrollTop < 400) loadOlder();
 }, { passive: true });
 
+function setHasOlder(hasOlder) {
+  state.hasOlder = hasOlder;
+  olderButton.hidden = !hasOlder;
+}
+
 async function loadOlder() {
   const oldest = state.messages.find((m) => m.id != null);
   if (!state.hasOlder || state.loadingOlder || state.conversationId == null || !oldest) return;
@@ -504,8 +508,7 @@ async function loadOlder() {
     const fromBottom = box.scrollHeight - box.scrollTop;
     state.messages = [...older, ...state.messages];
     el.log.prepend(...older.map((m) => m.el));
-    state.hasOlder = Boolean(data.has_older);
-    olderButton.hidden = !state.hasOlder;
+    setHasOlder(Boolean(data.has_older));
     box.scrollTop = box.scrollHeight - fromBottom; // the same messages stay on screen
     refreshChrome();
   } catch (error) {
@@ -794,7 +797,7 @@ async function loadModels() {
   const has = (id) => id && state.models.some((m) => m.id === id);
   let pick = "";
   if (has(state.conversation?.model)) pick = state.conversation.model;
-  else if (has(data?.default_model)) pick = data.default_model; // chosen on the Models page
+  else if (has(state.defaultModel)) pick = state.defaultModel; // chosen on the Models page
   else if (has(localStorage.getItem(MODEL_KEY))) pick = localStorage.getItem(MODEL_KEY);
   else if (has(data?.last_model)) pick = data.last_model;
   else if (state.models.length) pick = state.models[0].id;
