@@ -600,6 +600,32 @@ def test_sidebar_search_rename_pin_and_delete(chat, fake_upstream):
     _assert_clean(page)
 
 
+def test_a_refresh_of_the_conversation_keeps_settings_being_typed(chat, fake_upstream):
+    # A resync (after the socket came back) reloads the conversation; it used to put the
+    # saved system prompt back over the one being typed, which Save then stored.
+    fake_upstream.script = Script(text="Fine.")
+    page = chat()
+    _send(page, "Hi")
+    _wait_status(page, "complete")
+    page.get_by_role("button", name="Conversation settings").click()
+    page.get_by_role("textbox", name="System prompt").fill("Answer like a pirate.")
+    page.evaluate("() => window.chatsiteDebug.reloadConversation()")
+    assert (
+        page.get_by_role("textbox", name="System prompt").input_value() == "Answer like a pirate."
+    )
+    page.get_by_role("button", name="Save settings").click()
+    page.wait_for_function(
+        "() => document.querySelector('#settings-status').textContent === 'Saved.'"
+    )
+    page.reload()
+    _wait_ready(page)
+    page.get_by_role("button", name="Conversation settings").click()
+    assert (
+        page.get_by_role("textbox", name="System prompt").input_value() == "Answer like a pirate."
+    )
+    _assert_clean(page)
+
+
 def test_settings_are_saved_per_conversation(chat, fake_upstream):
     fake_upstream.script = Script(text="Fine.")
     page = chat()

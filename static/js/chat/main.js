@@ -835,14 +835,25 @@ function selectModel(id, { save }) {
   refreshChrome();
 }
 
+// Which conversation ("new" for a chat not started yet) the person has unsaved edits in
+// the settings panel for. A refresh of that same conversation (a resync after the socket
+// came back, say) must not put the saved values back over what they are typing.
+let settingsEditedFor = null;
+el.settingsForm.addEventListener("input", () => {
+  settingsEditedFor = state.conversationId ?? "new";
+});
+
 function updateSettingsPanel() {
-  const has = state.conversationId != null;
-  const conv = has ? state.conversation : state.draftSettings;
-  el.systemPrompt.value = conv?.system_prompt || "";
-  el.temperature.value = conv?.temperature ?? "";
+  if (settingsEditedFor !== (state.conversationId ?? "new")) {
+    settingsEditedFor = null;
+    const has = state.conversationId != null;
+    const conv = has ? state.conversation : state.draftSettings;
+    el.systemPrompt.value = conv?.system_prompt || "";
+    el.temperature.value = conv?.temperature ?? "";
+    el.settingsStatus.textContent = "";
+  }
   for (const field of el.settingsForm.elements) field.disabled = false;
   el.settingsNote.hidden = true;
-  el.settingsStatus.textContent = "";
 }
 
 async function saveSettings(event) {
@@ -859,6 +870,7 @@ async function saveSettings(event) {
   }
   if (state.conversationId == null) {
     state.draftSettings = { system_prompt: el.systemPrompt.value, temperature };
+    settingsEditedFor = null;
     el.settingsStatus.textContent = "Saved for this new chat.";
     return;
   }
@@ -870,6 +882,7 @@ async function saveSettings(event) {
     });
     const conv = answer?.conversation || answer;
     state.conversation = { ...state.conversation, system_prompt: el.systemPrompt.value, temperature, ...(conv || {}) };
+    settingsEditedFor = null;
     el.settingsStatus.textContent = "Saved.";
   } catch (error) {
     el.settingsStatus.textContent = error.message;
@@ -977,7 +990,11 @@ window.addEventListener("popstate", () => {
 
 // --- Start ----------------------------------------------------------------------------------
 // For the browser tests: drop the connection as a network failure would.
-window.chatsiteDebug = { dropConnection: () => socket.simulateDrop() };
+// And reload the conversation shown, as a resync after a reconnect does.
+window.chatsiteDebug = {
+  dropConnection: () => socket.simulateDrop(),
+  reloadConversation: () => loadConversation(state.conversationId, { keepScroll: true }),
+};
 
 async function start() {
   const initial = root.dataset.conversationId ? Number(root.dataset.conversationId) : null;
